@@ -1,0 +1,38 @@
+"""Shared test fixtures: backends, the location of ../shared, GPU detection."""
+
+from pathlib import Path
+
+import pytest
+
+from tinygan.backend import cupy_usable, get_backend
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+MNIST_DIR = SHARED / "data" / "mnist"
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+GPU_OK, GPU_REASON = cupy_usable()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gpu: needs a usable CUDA device and CuPy")
+
+
+def pytest_collection_modifyitems(config, items):
+    if GPU_OK:
+        return
+    skip = pytest.mark.skip(reason=f"no usable GPU: {GPU_REASON}")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def be64():
+    """NumPy float64 backend for gradient checks."""
+    return get_backend("numpy", dtype="float64", seed=1234)
+
+
+@pytest.fixture
+def be32():
+    return get_backend("numpy", dtype="float32", seed=1234)

@@ -1,0 +1,186 @@
+"""The array backend: the one module that knows whether NumPy or CuPy is underneath.
+
+Every compute module receives a :class:`Backend` and uses ``backend.xp`` (the array
+module), ``backend.dtype`` and ``backend.rng``; none of them imports numpy or cupy.
+
+    >>> be = get_backend("numpy", dtype="float32", seed=0)
+    >>> x = be.asarray([[1, 2], [3, 4]])       # host data -> backend array (float32)
+    >>> be.to_numpy(x * 2)                     # backend array -> numpy.ndarray
+"""
+
+import sys
+
+import numpy
+
+from .errors import BackendError
+
+BACKENDS = ("numpy", "cupy", "auto")
+DTYPES = ("float32", "float64")
+
+_CUPY_MISSING = ('CuPy is not installed. Install the GPU extra: pip install "tinygan[gpu]" '
+                 '(CUDA 12) or pip install "tinygan[gpu-cuda13]" (CUDA 13), '
+                 'or use --backend numpy.')
+_NO_DEVICE = ("CuPy is installed but no CUDA device is usable (cupy.cuda.is_available() is "
+              "False): check the NVIDIA driver and CUDA_VISIBLE_DEVICES, or use --backend numpy.")
+
+
+def _import_cupy():
+    """Return the cupy module, or None when it is not installed."""
+    try:
+        import cupy
+    except ImportError:
+        return None
+    return cupy
+
+
+def cupy_usable():
+    """(usable, reason): whether CuPy is installed and sees a CUDA device."""
+    cupy = _import_cupy()
+    if cupy is None:
+        return False, _CUPY_MISSING
+    try:
+        available = bool(cupy.cuda.is_available())
+    except Exception as exc:  # a broken driver can raise instead of returning False
+        return False, f"{_NO_DEVICE} ({type(exc).__name__}: {exc})"
+    return (True, "") if available else (False, _NO_DEVICE)
+
+
+class Backend:
+    """An array module with its dtype and random generator.
+
+    Attributes:
+        name:  "numpy" or "cupy".
+        xp:    the array module (numpy or cupy).
+        dtype: the floating dtype every parameter and activation uses.
+        rng:   an ``xp.random.Generator`` (PCG64 on numpy, XORWOW on cupy).
+        seed:  the seed the generator was made from (None: from entropy).
+    """
+
+    def __init__(self, name, xp, dtype="float32", seed=None):
+        if str(dtype) not in DTYPES:
+            raise BackendError(f"unknown dtype {dtype!r}: choose one of {', '.join(DTYPES)}")
+        self.name = name
+        self.xp = xp
+        self.dtype = xp.dtype(str(dtype))
+        self.seed = seed
+        self.rng = xp.random.default_rng(seed)
+
+    def __repr__(self):
+        return f"Backend({self.name!r}, dtype={self.dtype.name!r}, seed={self.seed!r})"
+
+    # --- arrays ------------------------------------------------------------------
+    def asarray(self, a, dtype=None):
+        """Host or device data -> backend array of ``dtype`` (default: the backend's)."""
+        return self.xp.asarray(a, dtype=self.dtype if dtype is None else dtype)
+
+    def to_numpy(self, a):
+        """Backend array (or scalar) -> numpy.ndarray on the host. Synchronises on CuPy."""
+        if self.name == "cupy":
+            return self.xp.asnumpy(a)
+        return numpy.asarray(a)
+
+    def zeros(self, shape, dtype=None):
+        return self.xp.zeros(shape, dtype=self.dtype if dtype is None else dtype)
+
+    def empty(self, shape, dtype=None):
+        return self.xp.empty(shape, dtype=self.dtype if dtype is None else dtype)
+
+    # --- random numbers (always in the backend's dtype) ------------------------------
+    def uniform(self, low, high, size):
+        """Uniform on [low, high), drawn from ``self.rng``."""
+        u = self.rng.random(size, dtype=self.dtype)
+        u *= high - low
+        u += low
+        return u
+
+    def normal(self, size, mean=0.0, std=1.0):
+        """Gaussian N(mean, std^2), drawn from ``self.rng``."""
+        g = self.rng.standard_normal(size, dtype=self.dtype)
+        if std != 1.0:
+            g *= std
+        if mean != 0.0:
+            g += mean
+        return g
+
+    def permutation(self, n):
+        """A random permutation of range(n) as a host numpy array (for shuffling host data)."""
+        return self.to_numpy(self.rng.permutation(n))
+
+    def rng_state(self):
+        """The generator's state as a JSON-able dict, or None where the library has none.
+
+        NumPy's PCG64 state is exact and restorable; CuPy's generator exposes no state,
+        so a CuPy run resumes with a generator reseeded from (seed, step) instead.
+        """
+        if self.name == "numpy":
+            return self.rng.bit_generator.state
+        return None
+
+    def set_rng_state(self, state):
+        if self.name == "numpy" and state is not None:
+            self.rng.bit_generator.state = state
+
+    def reseed(self, *keys):
+        """Replace the generator by one seeded from (seed, *keys): a reproducible fresh stream."""
+        base = [] if self.seed is None else [int(self.seed)]
+        self.rng = self.xp.random.default_rng(base + [int(k) for k in keys])
+
+    def synchronize(self):
+        """Wait for the device to finish queued work (needed before reading a clock). No-op on NumPy."""
+        if self.name == "cupy":
+            self.xp.cuda.get_current_stream().synchronize()
+
+
+def get_backend(name="numpy", dtype="float32", seed=None, verbose=True):
+    """Return a :class:`Backend`.
+
+    Args:
+        name:  "numpy", "cupy", or "auto" (CuPy when a CUDA device is usable, else NumPy;
+               it prints which one it took when ``verbose``).
+        dtype: "float32" (default) or "float64" (gradient checks).
+        seed:  int or None, for the backend's random generator.
+
+    Raises:
+        BackendError: unknown name or dtype; CuPy not installed; no usable CUDA device.
+    """
+    if isinstance(name, Backend):
+        return name
+    if name not in BACKENDS:
+        raise BackendError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")
+    if name == "numpy":
+        return Backend("numpy", numpy, dtype, seed)
+    usable, reason = cupy_usable()
+    if name == "cupy":
+        if not usable:
+            raise BackendError(reason)
+        return Backend("cupy", _import_cupy(), dtype, seed)
+    # auto
+    if usable:
+        cupy = _import_cupy()
+        be = Backend("cupy", cupy, dtype, seed)
+        if verbose:
+            dev = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["name"]
+            dev = dev.decode() if isinstance(dev, bytes) else dev
+            print(f"tinygan: backend auto -> cupy ({dev})", file=sys.stderr)
+        return be
+    if verbose:
+        why = "CuPy not installed" if _import_cupy() is None else "no usable CUDA device"
+        print(f"tinygan: backend auto -> numpy ({why})", file=sys.stderr)
+    return Backend("numpy", numpy, dtype, seed)
+
+
+def array_module(a):
+    """The array module (numpy or cupy) an array belongs to."""
+    if type(a).__module__.startswith("cupy"):
+        return _import_cupy()
+    return numpy
+
+
+_DEFAULT = {}
+
+
+def default_backend(dtype="float32"):
+    """The shared NumPy backend layers fall back to when given none (float32 unless asked)."""
+    if dtype not in _DEFAULT:
+        _DEFAULT[dtype] = get_backend("numpy", dtype)
+    return _DEFAULT[dtype]

@@ -1,0 +1,157 @@
+"""The GAN: a generator G, a discriminator D (returning logits), their optimizers, and one
+training step.
+
+Value function (the paper's eq. 1):  V(D, G) = E_x[log D(x)] + E_z[log(1 - D(G(z)))].
+D descends 0.5 * [CE(1, D(x)) + CE(0, D(G(z)))] = -V / 2; G descends losses.generator_loss.
+
+Gradient of G's loss with respect to G's parameters (the path through D):
+
+    dL_G/dl  = generator_loss(l)[1]                 l = D(G(z)) logits, (M, 1)
+    dL_G/dx  = D.backward(dL_G/dl, param_grads=False)   x = G(z), (M, D_x)
+    dL_G/dθ_G = G.backward(dL_G/dx)                  into G.grad_vector
+
+Update schedules:
+    "simultaneous": one batch of real data and one of noise; D sees real and fake in one
+        pass (same dropout masks for both losses); D's and G's gradients are both taken
+        before either network moves, then both are applied (the paper's code, k = 1).
+    "alternating": the paper's Algorithm 1: k D-steps, each on its own real minibatch and
+        fresh noise, then one G-step on fresh noise.
+"""
+
+import math
+
+from .errors import ConfigError
+from .losses import OBJECTIVES, discriminator_loss, generator_loss, sigmoid
+
+SCHEDULES = ("simultaneous", "alternating")
+NOISES = ("uniform", "normal")
+
+
+class GAN:
+    """G and D with their optimizers.
+
+    Args:
+        generator:     Sequential, z (M, noise_dim) -> x (M, D_x).
+        discriminator: Sequential, x (N, D_x) -> logits (N, 1).
+        g_optimizer, d_optimizer: optimizers over G's / D's flat vectors (optim.py).
+        noise_dim: size of z.  noise: "uniform" (U(-sqrt 3, sqrt 3), the paper's) or "normal".
+        objective: "nonsaturating" or "minimax" (generator loss).
+        schedule: "simultaneous" or "alternating".  k: D-steps per G-step (alternating only).
+    """
+
+    def __init__(self, generator, discriminator, g_optimizer, d_optimizer, noise_dim=100,
+                 noise="uniform", objective="nonsaturating", schedule="simultaneous", k=1):
+        if objective not in OBJECTIVES:
+            raise ConfigError(f"unknown objective {objective!r}: choose one of {', '.join(OBJECTIVES)}")
+        if schedule not in SCHEDULES:
+            raise ConfigError(f"unknown schedule {schedule!r}: choose one of {', '.join(SCHEDULES)}")
+        if noise not in NOISES:
+            raise ConfigError(f"unknown noise {noise!r}: choose one of {', '.join(NOISES)}")
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ConfigError(f"k (discriminator steps per generator step) must be a positive "
+                              f"integer, got {k!r}")
+        if schedule == "simultaneous" and k != 1:
+            raise ConfigError("the simultaneous schedule takes k = 1; use schedule='alternating' "
+                              "for k > 1")
+        self.G, self.D = generator, discriminator
+        self.g_opt, self.d_opt = g_optimizer, d_optimizer
+        self.backend = generator.backend
+        self.xp = self.backend.xp
+        self.noise_dim, self.noise = int(noise_dim), noise
+        self.objective, self.schedule, self.k = objective, schedule, k
+        self.step_count = 0
+
+    # --- sampling ---------------------------------------------------------------------
+    def sample_noise(self, m):
+        """z of shape (m, noise_dim) from the noise prior."""
+        if self.noise == "uniform":
+            r = math.sqrt(3.0)
+            return self.backend.uniform(-r, r, (m, self.noise_dim))
+        return self.backend.normal((m, self.noise_dim))
+
+    def sample(self, n, z=None):
+        """n samples G(z) (backend array (n, D_x)), G in eval mode (no dropout in G anyway)."""
+        z = self.sample_noise(n) if z is None else self.backend.asarray(z)
+        was = self.G.training
+        self.G.eval()
+        x = self.G.forward(z)
+        self.G.train(was)
+        return x
+
+    def discriminate(self, x):
+        """D(x) = sigmoid(logits), D in eval mode (dropout off): (N, D_x) -> (N,)."""
+        was = self.D.training
+        self.D.eval()
+        d = sigmoid(self.xp, self.D.forward(self.backend.asarray(x)))[:, 0]
+        self.D.train(was)
+        return d
+
+    # --- training ----------------------------------------------------------------------
+    def train_step(self, real):
+        """One training step. ``real``: backend array (N, D_x); with the alternating
+        schedule and k > 1, N = k * m rows give k minibatches of m, one per D-step.
+
+        Returns a dict of 0-d backend arrays (no host synchronisation):
+        d_loss, g_loss, d_real (mean D(x)), d_fake (mean D(G(z))).
+        """
+        if real.ndim != 2:
+            raise ConfigError(f"real batch must be 2-D (N, D_x), got shape {real.shape}")
+        if self.schedule == "simultaneous":
+            stats = self._simultaneous_step(real)
+        else:
+            stats = self._alternating_step(real)
+        self.step_count += 1
+        return stats
+
+    def _simultaneous_step(self, real):
+        xp, G, D = self.xp, self.G, self.D
+        n = real.shape[0]
+        fake = G.forward(self.sample_noise(n))
+        logits = D.forward(xp.concatenate([real, fake]))            # real and fake in one pass
+        l_real, l_fake = logits[:n], logits[n:]
+        d_loss, dl_real, dl_fake = discriminator_loss(l_real, l_fake)
+        g_loss, dl_g = generator_loss(l_fake, self.objective)
+        # G's gradient through D, before D's parameters move (same masks, same samples)
+        dx_fake = self._grad_through_d(dl_g, n)
+        D.backward(xp.concatenate([dl_real, dl_fake]), input_grad=False)
+        G.backward(dx_fake, input_grad=False)
+        self.d_opt.step()
+        self.g_opt.step()
+        return self._stats(d_loss, g_loss, l_real, l_fake)
+
+    def _grad_through_d(self, dl_fake, n_real):
+        """dL_G/dx for the fake rows: D's backward on zero real rows and dl_fake, no D grads."""
+        xp = self.xp
+        dl = xp.concatenate([xp.zeros((n_real,) + dl_fake.shape[1:], dtype=dl_fake.dtype), dl_fake])
+        return self.D.backward(dl, param_grads=False)[n_real:]
+
+    def _alternating_step(self, real):
+        xp, G, D = self.xp, self.G, self.D
+        if real.shape[0] % self.k:
+            raise ConfigError(f"alternating schedule with k={self.k} needs a batch of k * m rows, "
+                              f"got {real.shape[0]}")
+        m = real.shape[0] // self.k
+        for i in range(self.k):                                    # k discriminator steps
+            batch = real[i * m:(i + 1) * m]
+            fake = G.forward(self.sample_noise(m))
+            logits = D.forward(xp.concatenate([batch, fake]))
+            l_real, l_fake = logits[:m], logits[m:]
+            d_loss, dl_real, dl_fake = discriminator_loss(l_real, l_fake)
+            D.backward(xp.concatenate([dl_real, dl_fake]), input_grad=False)
+            self.d_opt.step()
+        fake = G.forward(self.sample_noise(m))                     # one generator step
+        l_fake = D.forward(fake)
+        g_loss, dl_g = generator_loss(l_fake, self.objective)
+        G.backward(D.backward(dl_g, param_grads=False), input_grad=False)
+        self.g_opt.step()
+        return self._stats(d_loss, g_loss, l_real, l_fake)
+
+    def _stats(self, d_loss, g_loss, l_real, l_fake):
+        xp = self.xp
+        return {"d_loss": d_loss, "g_loss": g_loss,
+                "d_real": sigmoid(xp, l_real).mean(), "d_fake": sigmoid(xp, l_fake).mean()}
+
+    def set_epoch(self, epoch):
+        """Pass the epoch to both optimizers' schedules (momentum ramp)."""
+        self.g_opt.set_epoch(epoch)
+        self.d_opt.set_epoch(epoch)

@@ -1,0 +1,221 @@
+"""Finite-difference gradient checks: compare a hand-written backward with central differences.
+
+For a scalar loss L(theta) and an array theta, the numerical derivative is
+
+    per coordinate:        dL/dtheta_i  ~  (L(theta + h e_i) - L(theta - h e_i)) / 2h
+    along a direction d:   <dL/dtheta, d> ~ (L(theta + h d) - L(theta - h d)) / 2h,  d random, |d| = 1
+
+and the reported error is  |a - n| / max(|a| + |n|, tiny)  (vector 2-norms for arrays).
+Run checks in float64 (``get_backend("numpy", dtype="float64")``): in float32 the
+rounding error of L, about 1e-7 |L| / h, swamps the derivative. A correct layer in float64
+reaches about 1e-8 or better.
+
+To check a layer or network, L = sum(forward(x) * dy) for a fixed random dy, so that
+backward(dy) must return dL/dx and write dL/dparams. Dropout masks are frozen after the
+first forward so every evaluation sees the same function.
+"""
+
+import math
+from collections import namedtuple
+
+from .errors import ConfigError
+from .layers import Dropout
+from .losses import discriminator_loss, generator_loss
+
+Row = namedtuple("Row", "name shape analytic_norm numerical_norm rel_error method passed")
+
+DEFAULT_TOL = 1e-6
+
+
+def relative_error(a, n, tiny=1e-30):
+    """|a - n| / max(|a| + |n|, tiny), with 2-norms for arrays (floats in, float out)."""
+    return float(abs(a - n) / max(abs(a) + abs(n), tiny))
+
+
+def _norm(xp, a):
+    return float(xp.sqrt((a * a).sum()))
+
+
+def check_array(loss, theta, analytic, h=1e-6, max_coords=400, n_dirs=6, rng=None,
+                name="", tol=DEFAULT_TOL, weights=None, h_dir=1e-5):
+    """Compare ``analytic`` = dL/dtheta with central differences of ``loss()``.
+
+    ``theta`` is perturbed in place and restored. Arrays with at most ``max_coords``
+    elements are checked coordinate by coordinate; larger ones along ``n_dirs`` random unit
+    directions with step ``h_dir``: a random direction in n dimensions sees a derivative
+    ~sqrt(n) times smaller than a coordinate does, so its step is larger (1e-5) to stay
+    above float64 rounding. Either way the error is |a - n| / (|a| + |n|) over the vector of
+    derivatives taken (one per coordinate or per direction). Returns a :class:`Row`.
+
+    With ``weights`` (an array), ``loss()`` returns an output y and L = sum(y * weights);
+    the difference L+ - L- is then taken as sum((y+ - y-) * weights), which avoids the
+    cancellation of subtracting two large sums.
+    """
+    xp = _module_of(theta)
+    if weights is not None:
+        out = loss
+
+        def loss():
+            return _Diffable(out(), weights)
+    flat = theta.reshape(-1)
+    if flat.size <= max_coords:
+        numeric = xp.zeros(flat.shape, dtype=theta.dtype)
+        for i in range(flat.size):
+            old = float(flat[i])
+            flat[i] = old + h
+            up = _value(loss())
+            flat[i] = old - h
+            down = _value(loss())
+            flat[i] = old
+            numeric[i] = (up - down) / (2 * h)
+        a_flat = analytic.reshape(-1)
+        err = _norm(xp, a_flat - numeric) / max(_norm(xp, a_flat) + _norm(xp, numeric), 1e-30)
+        return Row(name, tuple(theta.shape), _norm(xp, a_flat), _norm(xp, numeric), err,
+                   "coordinates", err <= tol)
+    if rng is None:
+        raise ConfigError("a random generator is needed to check large arrays along directions")
+    saved = flat.copy()
+    analytic_dirs, numeric_dirs = [], []
+    for _ in range(n_dirs):
+        d = rng.standard_normal(flat.shape, dtype=theta.dtype)
+        d /= _norm(xp, d)
+        flat[...] = saved + h_dir * d
+        up = _value(loss())
+        flat[...] = saved - h_dir * d
+        down = _value(loss())
+        flat[...] = saved
+        numeric_dirs.append((up - down) / (2 * h_dir))
+        analytic_dirs.append(float((analytic.reshape(-1) * d).sum()))
+    a_norm = math.sqrt(sum(a * a for a in analytic_dirs))
+    n_norm = math.sqrt(sum(n * n for n in numeric_dirs))
+    diff = math.sqrt(sum((a - n) ** 2 for a, n in zip(analytic_dirs, numeric_dirs)))
+    err = diff / max(a_norm + n_norm, 1e-30)
+    return Row(name, tuple(theta.shape), a_norm, n_norm, err, f"{n_dirs} directions", err <= tol)
+
+
+def _value(v):
+    return v if isinstance(v, _Diffable) else float(v)
+
+
+class _Diffable:
+    """An output y with weights w: ``a - b`` gives sum((y_a - y_b) * w) (float)."""
+
+    def __init__(self, y, w):
+        self.y, self.w = y, w
+
+    def __sub__(self, other):
+        return float(((self.y - other.y) * self.w).sum())
+
+    def __float__(self):
+        return float((self.y * self.w).sum())
+
+
+def _module_of(a):
+    from .backend import array_module
+    return array_module(a)
+
+
+def _named_params(module):
+    """(params, grads) as dicts for a layer ({key: array}) or a Sequential ([(name, array)])."""
+    if isinstance(module.params, dict):
+        return module.params, module.grads
+    return dict(module.params), dict(module.grads)
+
+
+def _freeze_dropout(module):
+    layers = getattr(module, "layers", [module])
+    for layer in layers:
+        sub = getattr(layer, "layers", None)
+        for item in (sub or [layer]):
+            if isinstance(item, Dropout):
+                item.fixed_mask = True
+
+
+def check_module(module, x, seed=0, h=1e-6, tol=DEFAULT_TOL, **kw):
+    """Check a layer or a Sequential at input x (N, D_in) with L = sum(forward(x) * dy).
+
+    Returns one Row for dL/dx and one per parameter.
+    """
+    be = module.backend
+    xp = be.xp
+    rng = xp.random.default_rng(seed)
+    module.forward(x)                       # draws any dropout mask once
+    _freeze_dropout(module)
+    y = module.forward(x)
+    dy = rng.standard_normal(y.shape, dtype=y.dtype)
+
+    def loss():
+        return module.forward(x)
+
+    module.forward(x)
+    dx = module.backward(dy)
+    params, grads = _named_params(module)
+    analytic = {k: g.copy() for k, g in grads.items()}
+    rows = [check_array(loss, x, dx, h=h, rng=rng, name="x", tol=tol, weights=dy, **kw)]
+    for k, p in params.items():
+        rows.append(check_array(loss, p, analytic[k], h=h, rng=rng, name=k, tol=tol,
+                                weights=dy, **kw))
+    return rows
+
+
+def check_discriminator_loss(real_logits, fake_logits, h=1e-6, tol=DEFAULT_TOL):
+    """Check discriminator_loss's gradients with respect to both sets of logits."""
+    _, d_real, d_fake = discriminator_loss(real_logits, fake_logits)
+
+    def loss():
+        return discriminator_loss(real_logits, fake_logits)[0]
+    return [check_array(loss, real_logits, d_real, h=h, name="real_logits", tol=tol),
+            check_array(loss, fake_logits, d_fake, h=h, name="fake_logits", tol=tol)]
+
+
+def check_generator_loss(fake_logits, kind, h=1e-6, tol=DEFAULT_TOL):
+    """Check generator_loss(kind)'s gradient with respect to the logits."""
+    _, grad = generator_loss(fake_logits, kind)
+
+    def loss():
+        return generator_loss(fake_logits, kind)[0]
+    return [check_array(loss, fake_logits, grad, h=h, name=f"{kind} logits", tol=tol)]
+
+
+def check_generator_through_discriminator(G, D, z, kind="nonsaturating", seed=0, h=1e-6,
+                                          tol=DEFAULT_TOL, **kw):
+    """Check dL_G/dtheta_G where L_G = generator_loss(l, kind), l = D(G(z)) logits: the
+    gradient flows from the loss back through D (input gradient only, D's dropout masks
+    frozen) into G.
+
+    The differences are taken on the logits, weighted by g = dL_G/dl at theta_G:
+    L(l+) - L(l-) = g . (l+ - l-) + O(h^3), the same accuracy as differencing L itself
+    but free of the cancellation of two nearly equal scalar losses (the loss's own
+    gradient g is checked separately by check_generator_loss).
+    """
+    rng = G.backend.xp.random.default_rng(seed)
+    D.forward(G.forward(z))
+    _freeze_dropout(D)
+
+    def logits():
+        return D.forward(G.forward(z))
+
+    _, dl = generator_loss(logits(), kind)
+    d_grads_before = D.grad_vector.copy()
+    G.backward(D.backward(dl, param_grads=False), input_grad=False)
+    if not bool((D.grad_vector == d_grads_before).all()):
+        raise AssertionError("D.backward(param_grads=False) changed D's gradients")
+    params, grads = _named_params(G)
+    analytic = {k: g.copy() for k, g in grads.items()}
+    return [check_array(logits, p, analytic[k], h=h, rng=rng, name=f"G {k}", tol=tol,
+                        weights=dl, **kw) for k, p in params.items()]
+
+
+def format_table(rows):
+    """Rows -> a fixed-width text table."""
+    head = f"{'parameter':<22} {'shape':<14} {'analytic':>11} {'numerical':>11} {'rel. error':>10}  result"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r.name:<22} {str(r.shape):<14} {r.analytic_norm:>11.4e} "
+                     f"{r.numerical_norm:>11.4e} {r.rel_error:>10.2e}  "
+                     f"{'pass' if r.passed else 'FAIL'} ({r.method})")
+    return "\n".join(lines)
+
+
+def max_error(rows):
+    return max((r.rel_error for r in rows), default=math.nan)

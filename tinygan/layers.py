@@ -1,0 +1,227 @@
+"""Layers with hand-written backward passes.
+
+The layer protocol (DESIGN.md section 2):
+
+- ``forward(x)`` takes ``x`` of shape (N, D_in), returns y of shape (N, D_out) and keeps
+  in ``self`` only what ``backward`` needs.
+- ``backward(dy)`` takes dL/dy (N, D_out), returns dL/dx (N, D_in) and writes each
+  parameter's gradient *in place* into ``self.grads[name]`` (same keys and shapes as
+  ``self.params``). Writing in place lets a network hold every parameter and gradient in
+  one flat buffer (see network.py) and lets the optimizer update them in a few calls.
+- ``backward(dy, param_grads=False)`` skips the parameter gradients (the generator step
+  needs only dL/dx through D); ``input_grad=False`` skips dL/dx (the first layer).
+- ``training`` switches dropout on (True) or off (False).
+
+Every ``backward`` docstring states its derivative in one line.
+"""
+
+import math
+
+from .backend import default_backend
+from .errors import ConfigError
+
+
+class Layer:
+    """Base class. ``params``/``grads``: dicts of backend arrays with the same keys."""
+
+    def __init__(self, backend=None):
+        self.backend = backend or default_backend()
+        self.xp = self.backend.xp
+        self.params = {}
+        self.grads = {}
+        self.training = True
+
+    def forward(self, x):
+        raise NotImplementedError
+
+    def backward(self, dy, param_grads=True, input_grad=True):
+        raise NotImplementedError
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+def init_weights(backend, n_in, n_out, init="uniform", scale=0.05):
+    """Weights of shape (n_in, n_out).
+
+    init="uniform": U(-scale, +scale), the paper's ``irange``.
+    init="glorot":  U(-a, a) with a = sqrt(6 / (n_in + n_out)) (Glorot & Bengio 2010).
+    """
+    if init == "uniform":
+        if not scale > 0:
+            raise ConfigError(f"init scale must be positive, got {scale!r}")
+        r = float(scale)
+    elif init == "glorot":
+        r = math.sqrt(6.0 / (n_in + n_out))
+    else:
+        raise ConfigError(f"unknown init {init!r}: choose 'uniform' or 'glorot'")
+    return backend.uniform(-r, r, (n_in, n_out))
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+class Linear(Layer):
+    """Affine map y = x W + b with W (n_in, n_out), b (n_out,); x (N, n_in) -> y (N, n_out)."""
+
+    def __init__(self, n_in, n_out, init="uniform", scale=0.05, backend=None):
+        super().__init__(backend)
+        self.n_in = _positive_int("n_in", n_in)
+        self.n_out = _positive_int("n_out", n_out)
+        be = self.backend
+        self.params = {"W": init_weights(be, n_in, n_out, init, scale), "b": be.zeros((n_out,))}
+        self.grads = {"W": be.zeros((n_in, n_out)), "b": be.zeros((n_out,))}
+        self.x = None
+
+    def forward(self, x):
+        self.x = x
+        y = x @ self.params["W"]
+        y += self.params["b"]
+        return y
+
+    def backward(self, dy, param_grads=True, input_grad=True):
+        """dW = x.T @ dy,  db = dy.sum(0),  dx = dy @ W.T."""
+        if param_grads:
+            self.xp.matmul(self.x.T, dy, out=self.grads["W"])
+            dy.sum(axis=0, out=self.grads["b"])
+        return dy @ self.params["W"].T if input_grad else None
+
+    def __repr__(self):
+        return f"Linear({self.n_in}, {self.n_out})"
+
+
+class ReLU(Layer):
+    """y = max(x, 0), elementwise."""
+
+    def forward(self, x):
+        self.mask = x > 0
+        return x * self.mask
+
+    def backward(self, dy, param_grads=True, input_grad=True):
+        """dx = dy * [x > 0]."""
+        return dy * self.mask
+
+
+class LeakyReLU(Layer):
+    """y = x where x > 0, slope * x elsewhere."""
+
+    def __init__(self, slope=0.2, backend=None):
+        super().__init__(backend)
+        self.slope = float(slope)
+
+    def forward(self, x):
+        self.scale = self.xp.where(x > 0, 1.0, self.slope).astype(x.dtype)
+        return x * self.scale
+
+    def backward(self, dy, param_grads=True, input_grad=True):
+        """dx = dy * (1 where x > 0, slope elsewhere)."""
+        return dy * self.scale
+
+    def __repr__(self):
+        return f"LeakyReLU({self.slope})"
+
+
+class Tanh(Layer):
+    """y = tanh(x), elementwise."""
+
+    def forward(self, x):
+        self.y = self.xp.tanh(x)
+        return self.y
+
+    def backward(self, dy, param_grads=True, input_grad=True):
+        """dx = dy * (1 - y^2)."""
+        return dy * (1 - self.y * self.y)
+
+
+class Sigmoid(Layer):
+    """y = 1 / (1 + exp(-x)), computed as 0.5 tanh(x / 2) + 0.5 (never overflows)."""
+
+    def forward(self, x):
+        y = self.xp.tanh(x * 0.5)
+        y *= 0.5
+        y += 0.5
+        self.y = y
+        return y
+
+    def backward(self, dy, param_grads=True, input_grad=True):
+        """dx = dy * y * (1 - y)."""
+        return dy * self.y * (1 - self.y)
+
+
+class Maxout(Layer):
+    """Maxout (Goodfellow et al. 2013): ``units`` outputs, each the max of ``pieces`` affine pieces.
+
+    z = x W + b with W (n_in, pieces * units), stored pieces-major: column p * units + u is
+    piece p of unit u, so z viewed as (N, pieces, units) takes its max over axis 1.
+    x (N, n_in) -> y (N, units), y[n, u] = max_p z[n, p, u].
+    """
+
+    def __init__(self, n_in, units, pieces, init="uniform", scale=0.005, backend=None):
+        super().__init__(backend)
+        self.n_in = _positive_int("n_in", n_in)
+        self.units = _positive_int("units", units)
+        self.pieces = _positive_int("pieces", pieces)
+        self.linear = Linear(n_in, units * pieces, init, scale, backend=self.backend)
+        self.params, self.grads = self.linear.params, self.linear.grads
+
+    def forward(self, x):
+        z = self.linear.forward(x).reshape(x.shape[0], self.pieces, self.units)
+        y = z.max(axis=1)
+        # mask[n, p, u] = 1 for the first piece p attaining the max (ties go to one piece only)
+        mask = z == y[:, None, :]
+        if self.pieces > 1:
+            taken = mask[:, 0, :].copy()
+            for p in range(1, self.pieces):
+                mask[:, p, :] &= ~taken
+                taken |= mask[:, p, :]
+        self.mask = mask
+        return y
+
+    def backward(self, dy, param_grads=True, input_grad=True):
+        """dz[n, p, u] = dy[n, u] * [p = argmax_p z[n, p, u]], then Linear's backward on dz."""
+        dz = (dy[:, None, :] * self.mask).reshape(dy.shape[0], self.pieces * self.units)
+        return self.linear.backward(dz, param_grads, input_grad)
+
+    def __repr__(self):
+        return f"Maxout({self.n_in}, units={self.units}, pieces={self.pieces})"
+
+
+class Dropout(Layer):
+    """Inverted dropout: y = x * m / keep_prob with m ~ Bernoulli(keep_prob) at train time;
+    y = x at test time (``training = False``).
+
+    The mask is drawn from the backend's rng at each forward. Set ``fixed_mask = True`` to
+    reuse the last mask (gradient checks need the same mask in every evaluation).
+    """
+
+    def __init__(self, keep_prob, backend=None):
+        super().__init__(backend)
+        if isinstance(keep_prob, bool) or not 0 < keep_prob <= 1:
+            raise ConfigError(f"keep_prob must be in (0, 1], got {keep_prob!r}")
+        self.keep_prob = float(keep_prob)
+        self.fixed_mask = False
+        self.scaled_mask = None
+
+    def forward(self, x):
+        if not self.training or self.keep_prob == 1.0:
+            self.scaled_mask = None
+            return x
+        if not (self.fixed_mask and self.scaled_mask is not None
+                and self.scaled_mask.shape == x.shape):
+            keep = self.backend.rng.random(x.shape, dtype=x.dtype) < self.keep_prob
+            self.scaled_mask = keep.astype(x.dtype)
+            self.scaled_mask *= 1.0 / self.keep_prob
+        return x * self.scaled_mask
+
+    def backward(self, dy, param_grads=True, input_grad=True):
+        """dx = dy * m / keep_prob (the same scaled mask as forward); identity at test time."""
+        return dy if self.scaled_mask is None else dy * self.scaled_mask
+
+    def __repr__(self):
+        return f"Dropout(keep_prob={self.keep_prob})"
+
+
+LAYER_CLASSES = (Linear, ReLU, LeakyReLU, Tanh, Sigmoid, Maxout, Dropout)

@@ -1,0 +1,161 @@
+"""Sequential networks, and builders for the paper's MNIST G and D and for generic MLPs.
+
+A :class:`Sequential` owns one flat parameter vector and one flat gradient vector; each
+layer's ``params[name]`` and ``grads[name]`` are views into them. Backward chains the
+layers' own backward passes in reverse order (the chain rule, one layer at a time):
+
+    dL/dx_i = layer_i.backward(dL/dx_{i+1}),   with x_{i+1} = layer_i.forward(x_i).
+"""
+
+from .backend import default_backend
+from .errors import ConfigError
+from .layers import Dropout, LeakyReLU, Linear, Maxout, ReLU, Sigmoid, Tanh
+
+
+class Sequential:
+    """A stack of layers applied in order: x (N, D_in) -> y (N, D_out).
+
+    Attributes:
+        layers:      the layers, in forward order.
+        param_vector / grad_vector: flat 1-D backend arrays holding every parameter / gradient.
+        params / grads: lists of (name, array view), names like ``"0.W"`` (layer index . key).
+    """
+
+    def __init__(self, layers, backend=None):
+        self.layers = list(layers)
+        if not self.layers:
+            raise ConfigError("Sequential needs at least one layer")
+        self.backend = backend or self.layers[0].backend
+        xp, be = self.backend.xp, self.backend
+        named = [(f"{i}.{k}", layer, k) for i, layer in enumerate(self.layers)
+                 for k in layer.params]
+        for _, layer, k in named:
+            if layer.params[k].dtype != be.dtype:
+                raise ConfigError(f"layer {layer!r} has dtype {layer.params[k].dtype}, "
+                                  f"the network's backend uses {be.dtype}: build every layer "
+                                  "with the same backend")
+        size = sum(int(layer.params[k].size) for _, layer, k in named)
+        self.param_vector = be.zeros((size,))
+        self.grad_vector = be.zeros((size,))
+        self.params, self.grads = [], []
+        offset = 0
+        for name, layer, k in named:
+            p = layer.params[k]
+            n = int(p.size)
+            pv = self.param_vector[offset:offset + n].reshape(p.shape)
+            gv = self.grad_vector[offset:offset + n].reshape(p.shape)
+            xp.copyto(pv, p)
+            layer.params[k], layer.grads[k] = pv, gv
+            self.params.append((name, pv))
+            self.grads.append((name, gv))
+            offset += n
+        self.training = True
+
+    def forward(self, x):
+        """y = layer_n(... layer_1(x))."""
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, dy, param_grads=True, input_grad=True):
+        """Chain rule in reverse order: returns dL/dx (None when ``input_grad`` is False).
+
+        ``param_grads=False`` leaves ``grad_vector`` untouched (only dL/dx is needed, as when
+        G's gradient flows through D).
+        """
+        for i in range(len(self.layers) - 1, -1, -1):
+            want_dx = input_grad or i > 0
+            dy = self.layers[i].backward(dy, param_grads=param_grads, input_grad=want_dx)
+        return dy
+
+    def train(self, mode=True):
+        """Dropout on (train) or off (eval)."""
+        self.training = bool(mode)
+        for layer in self.layers:
+            layer.training = self.training
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def state(self):
+        """{name: backend array} of every parameter (views: copy before keeping)."""
+        return dict(self.params)
+
+    def load_state(self, arrays):
+        """Copy parameters in from {name: host or backend array}; shapes must match."""
+        mine = dict(self.params)
+        missing = sorted(set(mine) - set(arrays))
+        extra = sorted(set(arrays) - set(mine))
+        if missing or extra:
+            raise ConfigError(f"parameter names differ: missing {missing}, unexpected {extra}")
+        for name, p in mine.items():
+            a = self.backend.asarray(arrays[name])
+            if a.shape != p.shape:
+                raise ConfigError(f"parameter {name}: shape {a.shape} does not fit {p.shape}")
+            self.backend.xp.copyto(p, a)
+
+    @property
+    def num_params(self):
+        return int(self.param_vector.size)
+
+    def __repr__(self):
+        inner = ",\n  ".join(repr(layer) for layer in self.layers)
+        return f"Sequential(\n  {inner}\n)  # {self.num_params:,} parameters"
+
+
+ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "tanh": Tanh, "sigmoid": Sigmoid}
+
+
+def mlp(sizes, activation="relu", output=None, init="glorot", scale=0.05, backend=None):
+    """A generic MLP: Linear layers of ``sizes`` = [D_in, h1, ..., D_out] with ``activation``
+    between them and ``output`` (None, "sigmoid", "tanh", ...) after the last one."""
+    be = backend or default_backend()
+    if len(sizes) < 2:
+        raise ConfigError(f"mlp needs at least [D_in, D_out], got {sizes!r}")
+    for name in (activation, output):
+        if name is not None and name not in ACTIVATIONS:
+            raise ConfigError(f"unknown activation {name!r}: choose one of {', '.join(ACTIVATIONS)}")
+    layers = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(Linear(n_in, n_out, init, scale, backend=be))
+        last = i == len(sizes) - 2
+        act = output if last else activation
+        if act is not None:
+            layers.append(ACTIVATIONS[act](backend=be))
+    return Sequential(layers, backend=be)
+
+
+def paper_generator(noise_dim=100, hidden=1200, out_dim=784, pixel_mean=None, backend=None):
+    """The paper's MNIST generator (goodfeli/adversarial mnist.yaml):
+
+    z (N, 100) -> Linear 1200 + ReLU -> Linear 1200 + ReLU -> Linear 784 + Sigmoid -> x (N, 784).
+    Weights U(-0.05, 0.05), biases 0; the output bias is logit(pixel_mean), with pixel_mean
+    (a scalar or the (784,) mean training image) clipped to [1e-7, 1 - 1e-7].
+    """
+    be = backend or default_backend()
+    out = Linear(hidden, out_dim, "uniform", 0.05, backend=be)
+    if pixel_mean is not None:
+        p = be.xp.clip(be.asarray(pixel_mean, dtype="float64"), 1e-7, 1 - 1e-7)
+        out.params["b"][...] = be.xp.log(p) - be.xp.log1p(-p)
+    return Sequential([
+        Linear(noise_dim, hidden, "uniform", 0.05, backend=be), ReLU(backend=be),
+        Linear(hidden, hidden, "uniform", 0.05, backend=be), ReLU(backend=be),
+        out, Sigmoid(backend=be),
+    ], backend=be)
+
+
+def paper_discriminator(in_dim=784, units=240, pieces=5, keep_input=0.8, keep_hidden=0.5,
+                        backend=None):
+    """The paper's MNIST discriminator, returning *logits* (the loss applies the sigmoid):
+
+    x (N, 784) -> Dropout(keep 0.8) -> Maxout 240 x 5 -> Dropout(0.5) -> Maxout 240 x 5
+    -> Dropout(0.5) -> Linear 1 -> logit (N, 1).   D(x) = sigmoid(logit). Weights U(-0.005, 0.005).
+    """
+    be = backend or default_backend()
+    return Sequential([
+        Dropout(keep_input, backend=be), Maxout(in_dim, units, pieces, "uniform", 0.005, backend=be),
+        Dropout(keep_hidden, backend=be), Maxout(units, units, pieces, "uniform", 0.005, backend=be),
+        Dropout(keep_hidden, backend=be), Linear(units, 1, "uniform", 0.005, backend=be),
+    ], backend=be)
+
