@@ -1,0 +1,432 @@
+"""Tests of tinygan.checkpoint: round trips, every bad file, crash safety, fuzzing."""
+
+import hashlib
+import io
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import warnings
+import zipfile
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import tinygan
+from tinygan import checkpoint as ck
+from tinygan.checkpoint import (FORMAT_VERSION, check_compatible, checkpoint_exists,
+                                load_checkpoint, save_checkpoint)
+from tinygan.errors import CheckpointError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _arrays(value=1.0):
+    return {"G/W1": np.full((3, 4), value, np.float32),
+            "D/b.2": np.arange(5, dtype=np.float64) * value,
+            "step": np.array(7, np.int64),
+            "mask": np.array([True, False])}
+
+
+META = {"config": {"lr": 1e-3, "layers": [784, 240, 1], "name": "mnist ünïcode"},
+        "step": 12, "rng": {"state": 2**100 + 3, "inc": -(2**127)}, "history": [[0.5, 1.25]]}
+
+
+def _assert_same(a, b):
+    assert set(a) == set(b)
+    for name in a:
+        assert a[name].dtype == b[name].dtype and a[name].shape == b[name].shape
+        np.testing.assert_array_equal(a[name], b[name])
+
+
+def _write(filename, data):
+    """Replace a file's contents (unlinking first: ext4 flushes on truncate-rewrite)."""
+    if os.path.exists(filename):
+        os.remove(filename)
+    with open(filename, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+
+
+def _read(filename):
+    with open(filename, "rb") as f:
+        return f.read()
+
+
+def _rehash(base):
+    """Rewrite base.json's sha256 to match base.npz (to test checks behind the hash)."""
+    rec = json.loads(_read(base + ".json"))
+    rec["npz_sha256"] = hashlib.sha256(_read(base + ".npz")).hexdigest()
+    _write(base + ".json", json.dumps(rec))
+
+
+def _edit_json(base, fn):
+    rec = json.loads(_read(base + ".json"))
+    fn(rec)
+    _write(base + ".json", json.dumps(rec))
+
+
+# ---------------------------------------------------------------- round trips
+
+def test_round_trip_and_files(tmp_path):
+    base = str(tmp_path / "ck")
+    save_checkpoint(base, _arrays(), META)
+    arrays, meta = load_checkpoint(base)
+    _assert_same(arrays, _arrays())
+    assert meta == META and meta["rng"]["state"] == 2**100 + 3
+    assert sorted(os.listdir(tmp_path)) == ["ck.json", "ck.npz"]
+    rec = json.loads(_read(base + ".json"))
+    assert rec["format_version"] == FORMAT_VERSION
+    assert rec["tinygan_version"] == tinygan.__version__
+    assert rec["arrays"]["G/W1"] == {"shape": [3, 4], "dtype": "<f4"}
+    assert rec["npz_sha256"] == hashlib.sha256(_read(base + ".npz")).hexdigest()
+    with np.load(base + ".npz", allow_pickle=False) as npz:  # a plain npz
+        assert sorted(npz.files) == sorted(_arrays())
+
+
+@pytest.mark.parametrize("save_as,load_as", [("ck.npz", "ck"), ("ck", "ck.json"),
+                                             ("ck.json", "ck.npz")])
+def test_suffix_normalisation(tmp_path, save_as, load_as):
+    assert not checkpoint_exists(tmp_path / load_as)
+    save_checkpoint(tmp_path / save_as, _arrays(), META)
+    assert sorted(os.listdir(tmp_path)) == ["ck.json", "ck.npz"]
+    assert checkpoint_exists(tmp_path / load_as) and checkpoint_exists(str(tmp_path / "ck"))
+    assert load_checkpoint(tmp_path / load_as)[1] == META
+
+
+def test_second_save_keeps_previous(tmp_path):
+    base = str(tmp_path / "ck")
+    save_checkpoint(base, _arrays(1.0), {"n": 1})
+    save_checkpoint(base, _arrays(2.0), {"n": 2})
+    assert sorted(os.listdir(tmp_path)) == ["ck.json", "ck.npz", "ck.prev.json", "ck.prev.npz"]
+    assert load_checkpoint(base)[1] == {"n": 2}
+    prev_arrays, prev_meta = load_checkpoint(base + ".prev")
+    assert prev_meta == {"n": 1}
+    _assert_same(prev_arrays, _arrays(1.0))
+
+
+def test_names_that_clash_with_savez_keywords(tmp_path):
+    arrays = {"file": np.ones(2), "allow_pickle": np.zeros(1), "x": np.ones(1),
+              "x.npy": np.full(3, 2.0), "arr_0": np.float32(5)}
+    save_checkpoint(tmp_path / "ck", arrays, {})
+    loaded, _ = load_checkpoint(tmp_path / "ck")
+    arrays["arr_0"] = np.asarray(arrays["arr_0"])
+    _assert_same(loaded, arrays)
+
+
+@settings(max_examples=25, deadline=None)
+@given(shapes=st.lists(st.lists(st.integers(0, 4), max_size=3), min_size=1, max_size=4),
+       dtype=st.sampled_from(["float32", "float64", "int64", "int8", "uint16", "complex64"]),
+       step=st.integers(-(2**200), 2**200))
+def test_round_trip_property(tmp_path_factory, shapes, dtype, step):
+    base = str(tmp_path_factory.mktemp("p") / "ck")
+    arrays = {f"a{i}/w": np.arange(int(np.prod(s)), dtype=dtype).reshape(s)
+              for i, s in enumerate(shapes)}
+    save_checkpoint(base, arrays, {"step": step})
+    loaded, meta = load_checkpoint(base)
+    _assert_same(loaded, arrays)
+    assert meta == {"step": step}
+
+
+# ---------------------------------------------------------------- refusals on save
+
+@pytest.mark.parametrize("arrays", [{"w": np.array([1, "a", None], dtype=object)},
+                                    {"w": np.array(["a", "b"])}, {"w": [1.0, 2.0]},
+                                    {"": np.ones(1)}, {3: np.ones(1)}])
+def test_save_rejects_bad_arrays(tmp_path, arrays):
+    with pytest.raises(CheckpointError):
+        save_checkpoint(tmp_path / "ck", arrays, {})
+    assert not checkpoint_exists(tmp_path / "ck")
+
+
+def test_save_rejects_unserialisable_meta(tmp_path):
+    with pytest.raises(CheckpointError, match="JSON"):
+        save_checkpoint(tmp_path / "ck", _arrays(), {"f": object()})
+    assert not checkpoint_exists(tmp_path / "ck")
+
+
+def test_unwritable_directory(tmp_path):
+    parent = tmp_path / "a_file"
+    parent.write_text("not a directory")  # fails for root too, unlike chmod
+    with pytest.raises(CheckpointError, match="a_file"):
+        save_checkpoint(parent / "ck", _arrays(), META)
+    with pytest.raises(CheckpointError, match="nowhere"):
+        save_checkpoint(tmp_path / "nowhere" / "ck", _arrays(), META)
+
+
+def test_write_failure_names_directory_and_keeps_old(tmp_path):
+    base = str(tmp_path / "ck")
+    save_checkpoint(base, _arrays(1.0), {"n": 1})
+    os.mkdir(base + ".json.tmp")  # the json temp file cannot be opened
+    with pytest.raises(CheckpointError, match=str(tmp_path)):
+        save_checkpoint(base, _arrays(2.0), {"n": 2})
+    assert load_checkpoint(base)[1] == {"n": 1}
+
+
+# ---------------------------------------------------------------- bad files on load
+
+@pytest.fixture
+def saved(tmp_path):
+    base = str(tmp_path / "ck")
+    save_checkpoint(base, _arrays(), META)
+    return base
+
+
+def test_missing_files(tmp_path, saved):
+    with pytest.raises(CheckpointError, match="other.json"):
+        load_checkpoint(tmp_path / "other")
+    os.remove(saved + ".npz")
+    with pytest.raises(CheckpointError, match=r"ck\.npz' is missing"):
+        load_checkpoint(saved)
+
+
+@pytest.mark.parametrize("frac", [0.0, 0.01, 0.3, 0.5, 0.9, 0.999])
+def test_truncated_npz(saved, frac):
+    data = _read(saved + ".npz")
+    _write(saved + ".npz", data[:int(len(data) * frac)])
+    with pytest.raises(CheckpointError, match="sha256"):
+        load_checkpoint(saved)
+    _rehash(saved)  # and with a matching hash the zip/npy checks still refuse it
+    with pytest.raises(CheckpointError, match="corrupt|truncated"):
+        load_checkpoint(saved)
+
+
+@pytest.mark.parametrize("frac", [0.0, 0.1, 0.5, 0.99])
+def test_truncated_json(saved, frac):
+    data = _read(saved + ".json")
+    _write(saved + ".json", data[:int(len(data) * frac)])
+    with pytest.raises(CheckpointError, match="json"):
+        load_checkpoint(saved)
+
+
+@pytest.mark.parametrize("ext", [".npz", ".json"])
+def test_garbage_bytes(saved, ext):
+    _write(saved + ext, random.Random(0).randbytes(3000))
+    with pytest.raises(CheckpointError):
+        load_checkpoint(saved)
+
+
+def test_hash_mismatch(tmp_path, saved):
+    save_checkpoint(tmp_path / "other", _arrays(2.0), META)
+    os.replace(tmp_path / "other.npz", saved + ".npz")
+    with pytest.raises(CheckpointError, match="sha256"):
+        load_checkpoint(saved)
+
+
+def test_newer_format_version(saved):
+    save_checkpoint(saved, _arrays(), META)  # a valid prev is no excuse to fall back
+    _edit_json(saved, lambda rec: rec.update(format_version=FORMAT_VERSION + 1))
+    with pytest.raises(CheckpointError, match="newer tinygan.*upgrade"):
+        load_checkpoint(saved)
+
+
+@pytest.mark.parametrize("declared", ["|O", "<f8"])
+def test_object_array_refused(tmp_path, declared):
+    base = str(tmp_path / "ck")
+    np.savez(base + ".npz", w=np.array([1, "a", None], dtype=object), allow_pickle=True)
+    rec = {"format_version": 1, "npz_sha256": "", "meta": {},
+           "arrays": {"w": {"shape": [3], "dtype": declared}}}
+    _write(base + ".json", json.dumps(rec))
+    _rehash(base)
+    with pytest.raises(CheckpointError, match="refusing to load pickled data"):
+        load_checkpoint(base)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda r: r["arrays"].pop("G/W1"),
+    lambda r: r["arrays"].update(extra={"shape": [1], "dtype": "<f4"}),
+    lambda r: r["arrays"]["G/W1"].update(shape=[4, 3]),
+    lambda r: r["arrays"]["G/W1"].update(dtype="<f8"),
+    lambda r: r.pop("arrays"), lambda r: r.pop("meta"), lambda r: r.pop("format_version"),
+    lambda r: r.update(format_version="1"), lambda r: r.update(meta=[1]),
+])
+def test_json_does_not_match_npz(saved, edit):
+    _edit_json(saved, edit)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(saved)
+
+
+def test_json_not_an_object(saved):
+    _write(saved + ".json", "[1, 2, 3]")
+    with pytest.raises(CheckpointError, match="format_version"):
+        load_checkpoint(saved)
+
+
+def test_falls_back_to_previous_with_warning(saved):
+    save_checkpoint(saved, _arrays(2.0), {"n": 2})
+    with open(saved + ".npz", "r+b") as f:
+        f.seek(100)
+        f.write(b"\xff" * 8)
+    with pytest.warns(RuntimeWarning, match="previous checkpoint"):
+        arrays, meta = load_checkpoint(saved)
+    assert meta == META
+    _assert_same(arrays, _arrays())
+    _write(saved + ".prev.json", "{")
+    with pytest.raises(CheckpointError, match="previous checkpoint is unusable too"):
+        load_checkpoint(saved)
+
+
+# ---------------------------------------------------------------- architecture
+
+def test_check_compatible():
+    arrays = _arrays()
+    check_compatible(arrays, {n: a.shape for n, a in arrays.items()})
+    expected = {"G/W1": (4, 3), "D/b.2": (5,), "step": (), "new": (2,)}
+    with pytest.raises(CheckpointError, match="another architecture") as info:
+        check_compatible(arrays, expected)
+    msg = str(info.value)
+    assert "new" in msg and "mask" in msg and "G/W1: (3, 4) != (4, 3)" in msg
+    assert "D/b.2" not in msg
+
+
+# ---------------------------------------------------------------- crash safety
+
+class _Crash(BaseException):
+    """Stands in for SIGKILL: not an OSError, so save_checkpoint does not catch it."""
+
+
+def _crashing_save(monkeypatch, base, n, crash_at):
+    """Save counter n, dying just before filesystem operation number crash_at."""
+    calls = [0]
+
+    def wrap(real):
+        def op(*args, **kwargs):
+            calls[0] += 1
+            if calls[0] == crash_at:
+                raise _Crash
+            return real(*args, **kwargs)
+        return op
+
+    with monkeypatch.context() as m:
+        m.setattr(ck.os, "replace", wrap(os.replace))
+        m.setattr(ck.os, "link", wrap(os.link))
+        try:
+            save_checkpoint(base, {"w": np.full(10, n)}, {"n": n})
+        except _Crash:
+            pass
+
+
+def _load_n(base):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        arrays, meta = load_checkpoint(base)
+    assert (arrays["w"] == meta["n"]).all()
+    return meta["n"]
+
+
+@pytest.mark.parametrize("first", range(1, 8))
+def test_crash_at_every_step_twice(tmp_path, monkeypatch, first):
+    """Crash at every step of a save, then again at every step of the next save."""
+    monkeypatch.setattr(ck, "_fsync", lambda *args, **kwargs: None)  # speed only
+    for second in range(1, 8):
+        base = str(tmp_path / f"ck{second}")
+        save_checkpoint(base, {"w": np.full(10, 1)}, {"n": 1})
+        save_checkpoint(base, {"w": np.full(10, 2)}, {"n": 2})
+        _crashing_save(monkeypatch, base, 3, first)
+        n1 = _load_n(base)
+        _crashing_save(monkeypatch, base, 4, second)
+        n2 = _load_n(base)
+        assert 2 <= n1 <= 3 and n1 <= n2 <= 4
+        save_checkpoint(base, {"w": np.full(10, 5)}, {"n": 5})
+        assert _load_n(base) == 5
+
+
+CHILD = """
+import os, sys, time
+import numpy as np
+from tinygan.checkpoint import save_checkpoint
+base, n = sys.argv[1], int(sys.argv[2])
+def slow(op):  # widen the windows between the renames so that kills land in each
+    return lambda *args: (time.sleep(0.003), op(*args))[1]
+os.replace, os.link = slow(os.replace), slow(os.link)
+print("ready", flush=True)
+while True:
+    n += 1
+    save_checkpoint(base, {"w": np.full(300_000, n, np.float64),
+                           "g/b.1": np.full((100, 1000), n, np.int32)},
+                    {"n": n, "rng": 2**100 + n})
+"""
+
+
+def test_sigkill_at_random_moments(tmp_path):
+    """24 children saving in a loop, each SIGKILLed after a seeded random delay."""
+    base = str(tmp_path / "ck")
+    save_checkpoint(base, {"w": np.zeros(3), "g/b.1": np.zeros(3, np.int32)}, {"n": 0, "rng": 0})
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    rng, last = random.Random(1234), 0
+    for _ in range(24):
+        with subprocess.Popen([sys.executable, "-c", CHILD, base, str(last)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+            try:
+                assert proc.stdout.readline() == b"ready\n", proc.stderr.read().decode()
+                time.sleep(rng.uniform(0.0, 0.12))
+                assert proc.poll() is None, proc.stderr.read().decode()
+            finally:
+                proc.send_signal(signal.SIGKILL)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a fallback to prev is fine
+            arrays, meta = load_checkpoint(base)
+        n = meta["n"]
+        assert meta["rng"] == (2**100 + n if n else 0)
+        assert all((a == n).all() for a in arrays.values())
+        assert n >= last
+        last = n
+    assert last > 0, "the child never finished a save"
+
+
+# ---------------------------------------------------------------- fuzzing
+
+def _mutate(rng, data):
+    kind = rng.randrange(4)
+    if kind == 0 or not data:
+        return data[:rng.randrange(len(data) + 1)]
+    data = bytearray(data)
+    if kind == 1:
+        for _ in range(rng.randint(1, 8)):
+            data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+    elif kind == 2:
+        i = rng.randrange(len(data))
+        data[i:i + rng.randint(1, 16)] = rng.randbytes(rng.randint(0, 16))
+    else:
+        return rng.randbytes(rng.randrange(600))
+    return bytes(data)
+
+
+def _rezip(rng, npz):
+    """The npz with one .npy member mutated inside a valid zip (so the CRC passes)."""
+    with zipfile.ZipFile(io.BytesIO(npz)) as zf:
+        members = {name: zf.read(name) for name in zf.namelist()}
+    victim = rng.choice(sorted(members))
+    members[victim] = _mutate(rng, members[victim])
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return out.getvalue()
+
+
+def test_fuzz_load(tmp_path):
+    """2,500 corrupted checkpoints: each loads or raises CheckpointError, nothing else."""
+    src = str(tmp_path / "src")
+    save_checkpoint(src, {"a/w": np.arange(12, dtype=np.float32).reshape(3, 4),
+                          "b": np.arange(3)}, {"n": 2**70, "s": "x"})
+    npz, js = _read(src + ".npz"), _read(src + ".json")
+    base = str(tmp_path / "ck")
+    rng, outcomes = random.Random(42), {"ok": 0, "refused": 0}
+    for case in range(2500):
+        which = case % 5  # 0: npz, 1: json, 2: both, 3: npz + matching hash, 4: npy member
+        new_npz = _rezip(rng, npz) if which == 4 else _mutate(rng, npz) if which != 1 else npz
+        new_js = _mutate(rng, js) if which in (1, 2) else js
+        _write(base + ".npz", new_npz)
+        _write(base + ".json", new_js)
+        if which >= 3:
+            _rehash(base)
+        try:
+            load_checkpoint(base)
+            outcomes["ok"] += 1
+        except CheckpointError:
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 1500

@@ -1,0 +1,254 @@
+"""Crash-safe, model-agnostic checkpoint store: numpy arrays plus JSON metadata.
+
+A checkpoint at ``path`` is two files: ``path.npz`` (the arrays; a plain .npz, no
+pickle) and ``path.json`` (the caller's meta, the array names/shapes/dtypes, the
+format version and the sha256 of the .npz). The one before it is kept as
+``path.prev.npz`` / ``path.prev.json`` (loadable on its own as ``path.prev``).
+
+Crash safety: a save writes both new files to temp files and fsyncs them; if the
+current pair is consistent (its .npz hashes to the sha256 its .json records) it is
+hard-linked (or copied) over the prev pair, .npz first; then the new .npz and last
+the new .json are moved into place with ``os.replace``. So whenever the process dies
+(SIGKILL included) the current pair or the prev pair is consistent; a mix of old
+.json and new .npz fails the hash check and ``load_checkpoint`` falls back to the
+prev pair with a warning. Directories are fsynced too, so power loss is covered on
+filesystems that honour fsync. One writer per path at a time.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import tokenize
+import warnings
+import zipfile
+import zlib
+
+import numpy as np
+
+from .errors import CheckpointError
+
+FORMAT_VERSION = 1
+_NUMERIC_KINDS = "biufc"  # bool, int, uint, float, complex
+# What reading damaged or crafted files can raise (numpy's .npy header parser included).
+_BAD_FILE = (OSError, EOFError, ValueError, KeyError, TypeError, IndexError,
+             zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError,
+             OverflowError, MemoryError, RecursionError, SyntaxError, tokenize.TokenError)
+
+
+def _base(path):
+    """The checkpoint's path without a .npz/.json suffix."""
+    path = os.fspath(path)
+    for suffix in (".npz", ".json"):
+        if path.endswith(suffix):
+            return path[:-len(suffix)]
+    return path
+
+
+def _sha256(filename):
+    h = hashlib.sha256()
+    with open(filename, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fsync(filename, directory=False):
+    fd = os.open(filename, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not directory:  # some filesystems cannot fsync a directory
+            raise
+    finally:
+        os.close(fd)
+
+
+def _write_npz(filename, arrays):
+    """np.savez's format, written member by member (so no array name can clash with
+    savez's keyword arguments), with fixed timestamps."""
+    with zipfile.ZipFile(filename, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, arr in arrays.items():
+            info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with zf.open(info, "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, arr, allow_pickle=False)
+    _fsync(filename)
+
+
+def _consistent(base):
+    """Whether base.npz hashes to the sha256 that base.json records."""
+    try:
+        with open(base + ".json", "rb") as f:
+            return json.loads(f.read())["npz_sha256"] == _sha256(base + ".npz")
+    except _BAD_FILE:
+        return False
+
+
+def _link_or_copy(src, dst):
+    """Atomically make dst the same bytes as src (a hard link, else a copy)."""
+    tmp = dst + ".tmp"
+    if os.path.lexists(tmp):
+        os.remove(tmp)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+        _fsync(tmp)
+    os.replace(tmp, dst)
+
+
+def save_checkpoint(path, arrays, meta):
+    """Write ``arrays`` (dict name -> numeric numpy.ndarray) and ``meta`` (a JSON-
+    serialisable dict) as the checkpoint at ``path``; the old one becomes ``prev``."""
+    base = _base(path)
+    directory = os.path.dirname(os.path.abspath(base))
+    if not isinstance(arrays, dict) or not isinstance(meta, dict):
+        raise CheckpointError("save_checkpoint needs a dict of arrays and a dict of meta")
+    arrays = {n: np.asarray(a) if isinstance(a, np.generic) else a for n, a in arrays.items()}
+    for name, arr in arrays.items():
+        if not isinstance(name, str) or not name or "\x00" in name:
+            raise CheckpointError(f"array name {name!r} must be a non-empty string without NUL")
+        if not isinstance(arr, np.ndarray):
+            raise CheckpointError(f"array {name!r} is a {type(arr).__name__}, not a "
+                                  "numpy.ndarray (convert it with backend.to_numpy)")
+        if arr.dtype.kind not in _NUMERIC_KINDS:
+            raise CheckpointError(f"array {name!r} has dtype {arr.dtype}; only numeric "
+                                  "arrays can be checkpointed (no object/pickled data)")
+    if not os.path.isdir(directory):
+        raise CheckpointError(f"cannot write checkpoint {base!r}: directory {directory!r} "
+                              "does not exist or is not a directory")
+    try:
+        from . import __version__ as version
+    except ImportError:
+        version = None
+    try:
+        _write_npz(base + ".npz.tmp", arrays)
+        record = {"format_version": FORMAT_VERSION, "tinygan_version": version,
+                  "npz_sha256": _sha256(base + ".npz.tmp"),
+                  "arrays": {n: {"shape": list(a.shape), "dtype": a.dtype.str}
+                             for n, a in arrays.items()}, "meta": meta}
+        try:
+            text = json.dumps(record, indent=1)
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint meta is not JSON-serialisable: {exc}") from None
+        with open(base + ".json.tmp", "w", encoding="utf-8") as f:
+            f.write(text)
+        _fsync(base + ".json.tmp")
+        if _consistent(base):  # the current pair becomes prev, npz first
+            _link_or_copy(base + ".npz", base + ".prev.npz")
+            _link_or_copy(base + ".json", base + ".prev.json")
+            _fsync(directory, directory=True)
+        os.replace(base + ".npz.tmp", base + ".npz")
+        os.replace(base + ".json.tmp", base + ".json")
+        _fsync(directory, directory=True)
+    except OSError as exc:
+        raise CheckpointError(f"cannot write checkpoint {base!r} in directory {directory!r}: "
+                              f"{exc.strerror or exc}") from None
+
+
+def _fail(base, why):
+    raise CheckpointError(f"checkpoint {base!r} is unusable: {why}")
+
+
+def _check_headers(base, zf, specs):
+    """Match the .npy headers against the .json before numpy allocates anything."""
+    members = {m[:-4]: m for m in zf.namelist() if m.endswith(".npy")}
+    if set(members) != set(specs) or len(zf.namelist()) != len(specs):
+        _fail(base, f"array names in {base}.npz {sorted(members)} do not match "
+              f"those in {base}.json {sorted(specs)}")
+    for name, member in members.items():
+        with zf.open(member) as fh:
+            major, _ = np.lib.format.read_magic(fh)
+            read = {1: np.lib.format.read_array_header_1_0,
+                    2: np.lib.format.read_array_header_2_0}.get(major)
+            if read is None:
+                _fail(base, f"array {name!r} uses an unsupported .npy version {major}")
+            shape, _, dtype = read(fh)
+        if dtype.hasobject:
+            _fail(base, f"array {name!r} holds Python objects; refusing to load pickled data")
+        if dtype.kind not in _NUMERIC_KINDS:
+            _fail(base, f"array {name!r} has the non-numeric dtype {dtype}")
+        if list(shape) != specs[name]["shape"] or dtype.str != specs[name].get("dtype"):
+            _fail(base, f"array {name!r} is {dtype.str}{list(shape)} in the .npz but "
+                  f"{specs[name].get('dtype')}{specs[name]['shape']} in the .json")
+        if dtype.itemsize * int(np.prod(shape, dtype=object)) > zf.getinfo(member).file_size:
+            _fail(base, f"array {name!r} is truncated")
+
+
+def _load_one(base):
+    """Load and fully verify one file pair."""
+    for ext in (".json", ".npz"):
+        if not os.path.isfile(base + ext):
+            raise CheckpointError(f"checkpoint file {base + ext!r} is missing")
+    try:
+        with open(base + ".json", "rb") as f:
+            record = json.loads(f.read().decode("utf-8"))
+    except _BAD_FILE as exc:
+        _fail(base, f"{base}.json is truncated or corrupt ({type(exc).__name__}: {exc})")
+    version = record.get("format_version") if isinstance(record, dict) else None
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        _fail(base, f"{base}.json has no valid format_version")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint {base!r} has format version {version}: written by a "
+                              f"newer tinygan (this one reads up to {FORMAT_VERSION}); upgrade")
+    specs, meta = record.get("arrays"), record.get("meta")
+    if not isinstance(specs, dict) or not isinstance(meta, dict) or not all(
+            isinstance(s, dict) and isinstance(s.get("shape"), list) for s in specs.values()):
+        _fail(base, f"{base}.json lacks a valid 'arrays'/'meta' record")
+    try:
+        if _sha256(base + ".npz") != record.get("npz_sha256"):
+            _fail(base, f"{base}.npz does not match the sha256 in {base}.json "
+                  "(truncated, corrupt, or from another save)")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # numpy's notes on odd (e.g. Python 2) headers
+            with zipfile.ZipFile(base + ".npz") as zf:
+                _check_headers(base, zf, specs)
+            with np.load(base + ".npz", allow_pickle=False) as npz:
+                arrays = {name: npz[name + ".npy"] for name in specs}  # member names: exact
+    except CheckpointError:
+        raise
+    except _BAD_FILE as exc:
+        if isinstance(exc, ValueError) and "pickle" in str(exc):
+            _fail(base, "it holds Python objects; refusing to load pickled data")
+        _fail(base, f"{base}.npz is truncated or corrupt ({type(exc).__name__}: {exc})")
+    return arrays, meta
+
+
+def load_checkpoint(path):
+    """Return ``(arrays, meta)`` saved at ``path``. If that pair is inconsistent (a crash
+    mid-save, corruption) the prev pair is loaded instead, with a RuntimeWarning."""
+    base = _base(path)
+    try:
+        return _load_one(base)
+    except CheckpointError as exc:
+        if "newer tinygan" in str(exc) or not os.path.exists(base + ".prev.json"):
+            raise
+        try:
+            result = _load_one(base + ".prev")
+        except CheckpointError as prev_exc:
+            raise CheckpointError(f"{exc}; the previous checkpoint is unusable too: "
+                                  f"{prev_exc}") from None
+        warnings.warn(f"{exc}; loaded the previous checkpoint {base + '.prev'!r} instead",
+                      RuntimeWarning, stacklevel=2)
+        return result
+
+
+def checkpoint_exists(path):
+    """Whether a checkpoint file pair (current or prev) is present; not verified."""
+    base = _base(path)
+    return any(os.path.isfile(b + ".json") and os.path.isfile(b + ".npz")
+               for b in (base, base + ".prev"))
+
+
+def check_compatible(arrays, expected):
+    """Raise CheckpointError unless ``arrays`` has exactly the names and shapes of
+    ``expected`` (dict name -> shape tuple)."""
+    missing = sorted(set(expected) - set(arrays))
+    unexpected = sorted(set(arrays) - set(expected))
+    wrong = [f"{n}: {tuple(arrays[n].shape)} != {tuple(expected[n])}" for n in sorted(expected)
+             if n in arrays and tuple(arrays[n].shape) != tuple(expected[n])]
+    problems = ([f"missing {missing}"] if missing else []) + \
+        ([f"unexpected {unexpected}"] if unexpected else []) + \
+        ([f"shape mismatch {'; '.join(wrong)}"] if wrong else [])
+    if problems:
+        raise CheckpointError("checkpoint is from another architecture: " + ", ".join(problems))

@@ -1,0 +1,273 @@
+"""IDX files and the MNIST / Fashion-MNIST data sets (host-side I/O; NumPy only).
+
+``load_mnist`` looks for the four IDX files in, in order: ``data_dir``, ``$TINYGAN_DATA``,
+Debian's ``/usr/share/datasets/fashion-mnist`` (Fashion-MNIST only) and the cache
+``$XDG_CACHE_HOME/tinygan/<name>`` (default ``~/.cache/tinygan/<name>``); missing files are
+downloaded into the cache, checked against their md5 before they are moved into place.
+"""
+
+import gzip
+import hashlib
+import os
+import tempfile
+import urllib.request
+import zlib
+from http.client import HTTPException
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataError
+
+MIRRORS = {
+    "mnist": ["https://ossci-datasets.s3.amazonaws.com/mnist/",
+              "http://yann.lecun.com/exdb/mnist/"],
+    "fashion-mnist": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
+}
+CHECKSUMS = {  # md5 of the published .gz files
+    "mnist": {
+        "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+        "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+        "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+    },
+    "fashion-mnist": {
+        "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+        "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+        "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+    },
+}
+DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+SPLITS = ("train", "validation", "train+validation", "full-train", "test")
+FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+         "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+_IDX_TYPES = {0x08: "uint8", 0x09: "int8", 0x0B: "int16", 0x0C: "int32", 0x0D: "float32",
+              0x0E: "float64"}
+_CHUNK = 1 << 20
+TIMEOUT = 30.0
+
+
+def _read_bounded(f, limit):
+    """Read at most ``limit`` bytes from ``f`` in chunks (memory grows only with real data)."""
+    buf = bytearray()
+    while len(buf) < limit:
+        chunk = f.read(min(_CHUNK, limit - len(buf)))
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
+def read_idx(path):
+    """Read an IDX file (raw, or gzip when the name ends in ``.gz``) holding unsigned bytes.
+
+    Returns a writable uint8 array of the shape the header declares (1 to 4 dimensions).
+    Raises ``DataError`` naming the file and the fault for a missing or unreadable file, a bad
+    magic number, a type other than 0x08 (uint8), a bad ndim, a payload shorter or longer than
+    the header declares, or a corrupt gzip stream. Nothing is allocated for a header's claim
+    before the file has shown that it holds that much data.
+    """
+    path = Path(path)
+    gz = path.name.endswith(".gz")
+    try:
+        with (gzip.open(path, "rb") if gz else open(path, "rb")) as f:
+            head = f.read(4)
+            if len(head) < 4:
+                raise DataError(f"{path}: truncated IDX header ({len(head)} of 4 magic bytes)")
+            if head[0] != 0 or head[1] != 0:
+                raise DataError(f"{path}: not an IDX file (magic bytes {head.hex()}, "
+                                "expected 0000 then type and ndim)")
+            if head[2] != 0x08:
+                kind = _IDX_TYPES.get(head[2], "unknown")
+                raise DataError(f"{path}: unsupported IDX type 0x{head[2]:02x} ({kind}); "
+                                "only 0x08 (uint8) is supported")
+            ndim = head[3]
+            if not 1 <= ndim <= 4:
+                raise DataError(f"{path}: IDX ndim is {ndim}; expected 1 to 4")
+            dims_raw = f.read(4 * ndim)
+            if len(dims_raw) < 4 * ndim:
+                raise DataError(f"{path}: truncated IDX header ({4 + len(dims_raw)} of "
+                                f"{4 + 4 * ndim} bytes)")
+            shape = tuple(int.from_bytes(dims_raw[i:i + 4], "big") for i in range(0, 4 * ndim, 4))
+            claimed = 1
+            for d in shape:
+                claimed *= d
+            if not gz:
+                actual = os.fstat(f.fileno()).st_size - 4 - 4 * ndim
+                if actual != claimed:
+                    raise _size_error(path, shape, claimed, actual)
+            payload = _read_bounded(f, claimed + 1)
+    except (OSError, EOFError, zlib.error) as exc:
+        corrupt = isinstance(exc, (gzip.BadGzipFile, EOFError, zlib.error))
+        what = "corrupt gzip stream" if corrupt else "cannot read"
+        raise DataError(f"{path}: {what} ({type(exc).__name__}: {exc})") from None
+    if len(payload) != claimed:
+        raise _size_error(path, shape, claimed, len(payload), at_least=len(payload) > claimed)
+    return np.frombuffer(payload, dtype=np.uint8).reshape(shape)
+
+
+def _size_error(path, shape, claimed, actual, at_least=False):
+    fault = "trailing bytes" if actual > claimed else "truncated payload"
+    more = "at least " if at_least else ""
+    return DataError(f"{path}: {fault}: header declares shape {shape} = {claimed} bytes, "
+                     f"file holds {more}{actual}")
+
+
+def write_idx(path, array):
+    """Write a uint8 array (1 to 4 dimensions) as an IDX file; gzip when ``path`` ends in .gz.
+
+    The file is written beside its target and moved into place, so a reader never sees half.
+    """
+    array = np.asarray(array)
+    if array.dtype != np.uint8 or not 1 <= array.ndim <= 4:
+        raise DataError(f"write_idx needs a uint8 array of 1 to 4 dimensions, got "
+                        f"{array.dtype} with shape {array.shape}")
+    path = Path(path)
+    data = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in array.shape) + np.ascontiguousarray(array).tobytes()
+    if path.name.endswith(".gz"):
+        data = gzip.compress(data, mtime=0)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def cache_dir(name):
+    """``$XDG_CACHE_HOME/tinygan/<name>`` (``~/.cache/tinygan/<name>`` when unset)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "tinygan" / name
+
+
+def search_dirs(name, data_dir=None):
+    """The directories ``load_mnist`` searches for data set ``name``, in order."""
+    dirs = []
+    if data_dir is not None:
+        if not Path(data_dir).is_dir():
+            raise DataError(f"data_dir {data_dir} does not exist (or is not a directory)")
+        dirs += [Path(data_dir), Path(data_dir) / name]
+    if os.environ.get("TINYGAN_DATA"):
+        dirs += [Path(os.environ["TINYGAN_DATA"]), Path(os.environ["TINYGAN_DATA"]) / name]
+    if name == "fashion-mnist":
+        dirs.append(DEBIAN_FASHION_DIR)
+    dirs.append(cache_dir(name))
+    return dirs
+
+
+def find_file(name, filename, data_dir=None):
+    """Path of ``filename`` (or the same name without .gz) for data set ``name``, or None."""
+    for d in search_dirs(name, data_dir):
+        for candidate in (filename, filename.removesuffix(".gz")):
+            if (d / candidate).is_file():
+                return d / candidate
+    return None
+
+
+def _where_to_put(name):
+    return (f"Put the files by hand in {cache_dir(name)} ({', '.join(FILES)}), or in a "
+            "directory named by the TINYGAN_DATA environment variable or by --data-dir "
+            "(data_dir=).")
+
+
+def _progress_bar(total, desc):
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit="B", unit_scale=True, desc=desc, leave=False)
+
+
+def _fetch(url, dest, md5, progress):
+    """Stream ``url`` into a unique ``.part`` file beside ``dest``, check md5, move into place."""
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    bar = None
+    try:
+        digest = hashlib.md5()
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=TIMEOUT) as resp:
+            if progress:
+                length = resp.headers.get("Content-Length")
+                bar = _progress_bar(int(length) if length and length.isdigit() else None, dest.name)
+            while chunk := resp.read(_CHUNK):
+                out.write(chunk)
+                digest.update(chunk)
+                if bar is not None:
+                    bar.update(len(chunk))
+        if digest.hexdigest() != md5:
+            raise DataError(f"checksum mismatch (md5 {digest.hexdigest()}, expected {md5})")
+        os.replace(tmp, dest)
+    finally:
+        if bar is not None:
+            bar.close()
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def download_file(name, filename, mirrors=None, progress=True):
+    """Download ``filename`` of data set ``name`` into its cache dir; return the path.
+
+    Mirrors are tried in order; a file is moved into place only after its md5 matched.
+    """
+    md5 = CHECKSUMS.get(name, {}).get(filename)
+    if md5 is None:
+        raise DataError(f"no checksum known for {name}/{filename}; refusing to download it")
+    dest = cache_dir(name) / filename
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create cache dir {dest.parent} ({exc}). {_where_to_put(name)}")
+    failures = []
+    for mirror in (MIRRORS[name] if mirrors is None else mirrors):
+        url = mirror.rstrip("/") + "/" + filename
+        try:
+            _fetch(url, dest, md5, progress)
+            return dest
+        except (DataError, OSError, HTTPException, ValueError) as exc:
+            failures.append(f"  {url}: {exc}")
+    raise DataError(f"could not download {filename} for {name}; every mirror failed:\n"
+                    + "\n".join(failures or ["  (no mirrors given)"]) + "\n" + _where_to_put(name))
+
+
+def load_mnist(name="mnist", split="train", data_dir=None, download=True, mirrors=None,
+               progress=True):
+    """Load a split of MNIST or Fashion-MNIST.
+
+    ``split``: "train" (training images 0-49,999), "validation" (50,000-59,999),
+    "train+validation" or "full-train" (all 60,000), "test" (the 10,000 t10k images).
+    Returns ``(images, labels)``: images float32 of shape (N, 784) in [0, 1] (pixel / 255),
+    labels int64 of shape (N,) in 0..9.
+    """
+    if name not in CHECKSUMS:
+        raise DataError(f"unknown data set {name!r}; choose one of {', '.join(CHECKSUMS)}")
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    prefix = "t10k" if split == "test" else "train"
+    arrays = []
+    for kind in ("images-idx3", "labels-idx1"):
+        filename = f"{prefix}-{kind}-ubyte.gz"
+        path = find_file(name, filename, data_dir)
+        if path is None and download:
+            path = download_file(name, filename, mirrors, progress)
+        if path is None:
+            raise DataError(f"{filename} not found for {name} in "
+                            f"{', '.join(map(str, search_dirs(name, data_dir)))} and "
+                            f"download=False. {_where_to_put(name)}")
+        arrays.append((path, read_idx(path)))
+    (ipath, images), (lpath, labels) = arrays
+    if images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise DataError(f"{ipath}: expected images of shape (N, 28, 28), got {images.shape}")
+    if labels.ndim != 1:
+        raise DataError(f"{lpath}: expected labels of shape (N,), got {labels.shape}")
+    if len(images) != len(labels):
+        raise DataError(f"{ipath} holds {len(images)} images but {lpath} holds "
+                        f"{len(labels)} labels")
+    if labels.size and labels.max() > 9:
+        raise DataError(f"{lpath}: label {labels.max()} is out of range 0..9")
+    if split in ("train", "validation"):
+        if len(images) != 60000:
+            raise DataError(f"{ipath}: the {split!r} split needs the 60,000-image training "
+                            f"file, this one holds {len(images)}")
+        part = slice(0, 50000) if split == "train" else slice(50000, 60000)
+        images, labels = images[part], labels[part]
+    x = images.reshape(len(images), 784).astype(np.float32)
+    x /= np.float32(255)
+    return x, labels.astype(np.int64)
