@@ -1,0 +1,146 @@
+"""Train the paper's MNIST GAN (Goodfellow et al. 2014) with tinygan.
+
+    python examples/mnist.py --backend numpy            # or cupy, or auto
+    python examples/mnist.py --epochs 5 --out runs/quick
+    python examples/mnist.py --resume --epochs 10 --out runs/quick
+
+Defaults are the paper's run: maxout D with dropout, ReLU/sigmoid G, batch 100, SGD with
+lr 0.1 decayed by 1.000004 per step (floor 1e-6), momentum 0.5 -> 0.7 over epochs 1-250,
+the non-saturating objective, and the simultaneous update the paper's code ran (both
+gradients from the same batch and samples, k = 1). --schedule alternating gives the
+paper's Algorithm 1 with --k discriminator steps per generator step.
+
+Outputs in --out: samples/epoch_NNNN.png (a fixed noise batch), curves.png, metrics.csv,
+nearest_neighbours.png (Figure 2), checkpoint.npz/.json (and the one before it, .prev).
+Exit status: 0 done (or interrupted with a checkpoint saved), 1 error, 2 bad usage.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a checkout, uninstalled
+
+from tinygan.backend import BACKENDS  # noqa: E402
+from tinygan.errors import ConfigError, TinyGANError  # noqa: E402
+from tinygan.gan import SCHEDULES  # noqa: E402
+from tinygan.losses import OBJECTIVES  # noqa: E402
+
+DATASETS = ("mnist", "fashion-mnist")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line (and exit status 2)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def parse_args(argv=None):
+    p = Parser(prog="mnist.py", description=__doc__.split("\n\n")[0],
+               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--backend", choices=BACKENDS, default="numpy",
+                   help="array library: numpy (CPU), cupy (CUDA GPU), auto (cupy when usable)")
+    p.add_argument("--dataset", choices=DATASETS, default="mnist", help="which data set")
+    p.add_argument("--data-dir", default=None,
+                   help="directory holding the IDX files (else $TINYGAN_DATA, Debian's "
+                        "Fashion-MNIST, the cache ~/.cache/tinygan, then download)")
+    p.add_argument("--split", choices=("train", "test"), default="train",
+                   help="published split to train on: train = the paper's images 0-49,999 of the "
+                        "training file; test = the 10,000 test images (offline MNIST has only these)")
+    p.add_argument("--limit", type=positive_int, default=None,
+                   help="train on the first N images only (quick runs)")
+    p.add_argument("--epochs", type=positive_int, default=100, help="epochs to train (in total, "
+                   "counting those of a resumed run)")
+    p.add_argument("--max-steps", type=positive_int, default=None,
+                   help="stop after this many training steps in total")
+    p.add_argument("--batch-size", type=positive_int, default=100, help="minibatch size m")
+    p.add_argument("--objective", choices=OBJECTIVES, default="nonsaturating",
+                   help="generator loss: nonsaturating -log D(G(z)) or the paper's minimax log(1 - D(G(z)))")
+    p.add_argument("--schedule", choices=SCHEDULES, default="simultaneous",
+                   help="simultaneous: D and G updated from the same batch (the paper's code); "
+                        "alternating: k D-steps then one G-step (the paper's Algorithm 1)")
+    p.add_argument("--k", type=positive_int, default=1,
+                   help="discriminator steps per generator step (with --schedule alternating)")
+    p.add_argument("--lr", type=positive_float, default=0.1, help="initial learning rate of both nets")
+    p.add_argument("--seed", type=int, default=0, help="random seed (noise, dropout, shuffling)")
+    p.add_argument("--out", default="runs/mnist", help="output directory")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run whose checkpoint is in --out")
+    p.add_argument("--log-every", type=positive_int, default=50,
+                   help="steps between progress-bar updates (one device-to-host copy each)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    if args.seed < 0:
+        p.error(f"argument --seed: expected a non-negative integer, got {args.seed}")
+    if args.k > 1 and args.schedule != "alternating":
+        p.error("--k > 1 needs --schedule alternating")
+    return args
+
+
+def load_images(args):
+    from tinygan.data import load_mnist
+    images, _ = load_mnist(args.dataset, args.split, data_dir=args.data_dir,
+                           progress=not args.no_progress)
+    if args.limit is not None:
+        if args.limit > len(images):
+            raise ConfigError(f"--limit {args.limit} is larger than the {len(images)} images of "
+                              f"the {args.dataset} {args.split} split")
+        images = images[:args.limit]
+    return images
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        from tinygan.backend import get_backend
+        from tinygan.train import Trainer, TrainConfig
+        backend = get_backend(args.backend, seed=args.seed)
+        cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, objective=args.objective,
+                          schedule=args.schedule, k=args.k, lr=args.lr, seed=args.seed,
+                          backend=backend.name, out=args.out, log_every=args.log_every,
+                          dataset=args.dataset, split=args.split, limit=args.limit or 0,
+                          max_steps=args.max_steps or 0)
+        cfg.validate()
+        images = load_images(args)
+        from tinygan.checkpoint import checkpoint_exists
+        if not args.resume and checkpoint_exists(Path(args.out) / "checkpoint"):
+            raise ConfigError(f"{args.out} already holds a run's checkpoint: add --resume to "
+                              "continue it, or choose another --out")
+        make = Trainer.resume if args.resume else Trainer
+        trainer = make(cfg, images, backend=backend, progress=not args.no_progress)
+        print(f"tinygan: {args.dataset} {args.split} ({len(images)} images), backend "
+              f"{backend.name}, {trainer.steps_per_epoch} steps/epoch, from epoch "
+              f"{trainer.epoch} step {trainer.step}, out {args.out}", flush=True)
+        trainer.run()
+    except TinyGANError as exc:
+        print(f"mnist.py: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"mnist.py: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,345 @@
+"""The training loop: epochs of minibatches, progress, logs, pictures, checkpoints, resume.
+
+    cfg = TrainConfig(epochs=5, out="runs/mnist")
+    trainer = Trainer(cfg, train_images)          # host float32 (N, 784) in [0, 1]
+    trainer.run()                                 # or Trainer.resume(cfg, images).run()
+
+What a run leaves in ``cfg.out``:
+    metrics.csv              one row per epoch: losses, D outputs, lr, momentum, seconds
+    samples/epoch_NNNN.png   G on a fixed noise batch, after each epoch
+    curves.png               losses and D outputs against epoch
+    nearest_neighbours.png   final samples, each beside its nearest training image (Figure 2)
+    checkpoint.npz/.json     parameters, optimizer state, step, epoch, rng state, config
+    checkpoint.prev.*        the checkpoint before it (kept by checkpoint.py for crash safety)
+
+The loop copies device values to the host once per logging interval (``log_every`` steps)
+and at the end of each epoch, never inside a training step.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .backend import get_backend
+from .checkpoint import check_compatible, checkpoint_exists, load_checkpoint, save_checkpoint
+from .errors import CheckpointError, ConfigError, TrainingDiverged
+from .evaluate import nearest_neighbours
+from .gan import GAN, SCHEDULES
+from .losses import OBJECTIVES
+from .network import paper_discriminator, paper_generator
+from .optim import SGD, MomentumRamp
+from .plot import (append_history, read_history, save_loss_curves, save_nearest_neighbour_grid,
+                   save_sample_grid)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Settings of a run; the defaults are the paper's MNIST run (DESIGN.md section 4)."""
+    epochs: int = 100
+    batch_size: int = 100
+    objective: str = "nonsaturating"
+    schedule: str = "simultaneous"
+    k: int = 1
+    lr: float = 0.1
+    lr_decay: float = 1.000004
+    min_lr: float = 1e-6
+    momentum: float = 0.5
+    final_momentum: float = 0.7
+    momentum_start: int = 1
+    momentum_saturate: int = 250
+    noise_dim: int = 100
+    seed: int = 0
+    backend: str = "numpy"
+    out: str = "runs/mnist"
+    log_every: int = 50
+    n_fixed_samples: int = 100
+    dataset: str = "mnist"
+    split: str = "train"
+    limit: int = 0
+    max_steps: int = 0          # stop after this many steps in total (0: no limit)
+
+    def validate(self):
+        """Raise ConfigError naming the first bad setting."""
+        for name in ("epochs", "batch_size", "k", "noise_dim", "log_every", "n_fixed_samples"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"{name.replace('_', '-')} must be a positive integer, got {v!r}")
+        for name in ("limit", "max_steps", "seed"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ConfigError(f"{name.replace('_', '-')} must be a non-negative integer, got {v!r}")
+        for name in ("lr", "min_lr"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ConfigError(f"{name.replace('_', '-')} must be a positive number, got {v!r}")
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"unknown objective {self.objective!r}: choose one of {', '.join(OBJECTIVES)}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"unknown schedule {self.schedule!r}: choose one of {', '.join(SCHEDULES)}")
+        if self.schedule == "simultaneous" and self.k != 1:
+            raise ConfigError("--k > 1 needs --schedule alternating (the simultaneous update has k = 1)")
+        return self
+
+
+def build_gan(cfg, backend, pixel_mean):
+    """The paper's G and D with SGD (lr decay with a floor, momentum ramp) on ``backend``."""
+    G = paper_generator(noise_dim=cfg.noise_dim, pixel_mean=pixel_mean, backend=backend)
+    D = paper_discriminator(backend=backend)
+    ramp = MomentumRamp(cfg.momentum, cfg.final_momentum, cfg.momentum_start, cfg.momentum_saturate)
+
+    def sgd(net):
+        return SGD(net.param_vector, net.grad_vector, lr=cfg.lr, momentum=ramp,
+                   decay=cfg.lr_decay, min_lr=cfg.min_lr)
+    return GAN(G, D, sgd(G), sgd(D), noise_dim=cfg.noise_dim, objective=cfg.objective,
+               schedule=cfg.schedule, k=cfg.k)
+
+
+def _progress(total, desc, initial=0):
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        return None
+    return tqdm(total=total, desc=desc, initial=initial, unit="step", leave=False,
+                dynamic_ncols=True, mininterval=0.5)
+
+
+class Trainer:
+    """Runs a GAN over host images (N, D_x) float32 in [0, 1] according to a TrainConfig."""
+
+    def __init__(self, cfg, images, backend=None, progress=True):
+        self.cfg = cfg.validate()
+        images = np.asarray(images, dtype=np.float32)
+        if images.ndim != 2 or len(images) == 0:
+            raise ConfigError(f"training images must be a non-empty (N, D) array, got shape {images.shape}")
+        if not np.isfinite(images).all() or images.min() < 0 or images.max() > 1:
+            raise ConfigError("training images must be finite and in [0, 1]")
+        self.m = cfg.batch_size * (cfg.k if cfg.schedule == "alternating" else 1)
+        if len(images) < self.m:
+            raise ConfigError(f"{len(images)} training images are fewer than one batch of {self.m}")
+        self.images = images
+        self.be = backend or get_backend(cfg.backend, seed=cfg.seed)
+        self.data = self.be.asarray(images)              # on the device once, indexed per batch
+        self.gan = build_gan(cfg, self.be, images.mean(axis=0))
+        self.steps_per_epoch = len(images) // self.m
+        self.out = Path(cfg.out)
+        self.progress = progress
+        self.epoch = 0                                   # epochs completed
+        self.step = 0                                    # training steps completed
+        self.fixed_noise = self.gan.sample_noise(cfg.n_fixed_samples)
+        self._make_out_dir()
+
+    # --- files -----------------------------------------------------------------------------
+    def _make_out_dir(self):
+        try:
+            (self.out / "samples").mkdir(parents=True, exist_ok=True)
+            probe = self.out / ".write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise ConfigError(f"cannot write to output directory {self.out}: {exc.strerror or exc}") from None
+
+    @property
+    def checkpoint_path(self):
+        return self.out / "checkpoint"
+
+    def state_arrays(self):
+        """Every array a resume needs, as host numpy arrays."""
+        g, to_np = self.gan, self.be.to_numpy
+        arrays = {f"G/{k}": to_np(v) for k, v in g.G.params}
+        arrays.update({f"D/{k}": to_np(v) for k, v in g.D.params})
+        for net, opt in (("G", g.g_opt), ("D", g.d_opt)):
+            arrays.update({f"opt_{net}/{k}": to_np(v) for k, v in opt.state()["arrays"].items()})
+        arrays["fixed_noise"] = to_np(self.fixed_noise)
+        return arrays
+
+    def save(self):
+        """Write a checkpoint, refusing to overwrite the last good one with nan or inf."""
+        g, xp = self.gan, self.be.xp
+        if not (bool(xp.isfinite(g.G.param_vector).all()) and bool(xp.isfinite(g.D.param_vector).all())):
+            raise TrainingDiverged(f"parameters hold nan or inf at step {self.step}; "
+                                   f"the last good checkpoint in {self.out} is kept")
+        meta = {"config": dataclasses.asdict(self.cfg), "step": self.step, "epoch": self.epoch,
+                "backend": self.be.name, "rng_state": self.be.rng_state(),
+                "g_opt": {k: v for k, v in g.g_opt.state().items() if k != "arrays"},
+                "d_opt": {k: v for k, v in g.d_opt.state().items() if k != "arrays"},
+                "tinygan_version": __version__}
+        save_checkpoint(self.checkpoint_path, self.state_arrays(), meta)
+
+    @classmethod
+    def resume(cls, cfg, images, backend=None, progress=True, path=None):
+        """A Trainer restored from ``path`` (default: ``cfg.out``/checkpoint), ready to go on.
+
+        ``cfg.epochs`` and ``cfg.max_steps`` may differ from the saved run (to train longer);
+        the settings that define the model and its data must match.
+        """
+        path = Path(path) if path else Path(cfg.out) / "checkpoint"
+        if not checkpoint_exists(path):
+            raise CheckpointError(f"no checkpoint to resume at {path}.npz: start without --resume")
+        arrays, meta = load_checkpoint(path)
+        saved = meta.get("config", {})
+        for key in ("batch_size", "objective", "schedule", "k", "noise_dim", "dataset", "split",
+                    "limit", "lr", "lr_decay", "min_lr", "seed"):
+            if key in saved and saved[key] != getattr(cfg, key):
+                raise CheckpointError(f"checkpoint {path} was made with {key}={saved[key]!r}, "
+                                      f"this run asks for {getattr(cfg, key)!r}")
+        trainer = cls(cfg, images, backend=backend, progress=progress)
+        trainer.load_state(arrays, meta)
+        return trainer
+
+    def load_state(self, arrays, meta):
+        g, be = self.gan, self.be
+        expected = {k: tuple(v.shape) for k, v in self.state_arrays().items()}
+        check_compatible(arrays, expected)
+        g.G.load_state({k[2:]: v for k, v in arrays.items() if k.startswith("G/")})
+        g.D.load_state({k[2:]: v for k, v in arrays.items() if k.startswith("D/")})
+        for net, opt, key in (("G", g.g_opt, "g_opt"), ("D", g.d_opt, "d_opt")):
+            state = dict(meta[key])
+            state["arrays"] = {k.split("/", 1)[1]: v for k, v in arrays.items()
+                               if k.startswith(f"opt_{net}/")}
+            opt.load_state(state, be.asarray)
+        self.fixed_noise = be.asarray(arrays["fixed_noise"])
+        self.step, self.epoch = int(meta["step"]), int(meta["epoch"])
+        g.step_count = self.step
+        if be.name == "numpy" and meta.get("rng_state") and meta.get("backend") == "numpy":
+            be.set_rng_state(meta["rng_state"])
+        else:                       # CuPy's generator has no state to restore: reseed from the step
+            be.reseed(self.step)
+
+    # --- the loop ----------------------------------------------------------------------------
+    def _batch_order(self, epoch):
+        """The shuffle of epoch ``epoch``: a permutation fixed by (seed, epoch), so a resumed
+        run visits the same batches."""
+        return np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.images))
+
+    def run(self):
+        """Train until cfg.epochs (or cfg.max_steps). Returns the per-epoch log rows of this call.
+
+        Ctrl-C (SIGINT) is honoured between steps, never inside one: the run saves a
+        checkpoint that ``--resume`` continues from and returns with ``self.interrupted``
+        set. A second Ctrl-C stops at once (the previous checkpoint stays intact).
+        """
+        rows = []
+        with _DeferredInterrupt() as interrupt:
+            self._interrupt = interrupt
+            while self.epoch < self.cfg.epochs and not self._done():
+                row = self._run_epoch()
+                if row is None:                       # stopped mid-epoch (max_steps or Ctrl-C)
+                    break
+                rows.append(row)
+        self.interrupted = interrupt.requested
+        self.save()
+        if self.interrupted:
+            print(f"\ninterrupted at step {self.step}: checkpoint saved to "
+                  f"{self.checkpoint_path}.npz; continue with --resume", flush=True)
+        else:
+            self.finish()
+        return rows
+
+    def _done(self):
+        if getattr(self, "_interrupt", None) is not None and self._interrupt.requested:
+            return True
+        return bool(self.cfg.max_steps) and self.step >= self.cfg.max_steps
+
+    def _run_epoch(self):
+        cfg, gan, be, xp = self.cfg, self.gan, self.be, self.be.xp
+        epoch = self.epoch + 1                       # 1-based, as the momentum ramp counts
+        gan.set_epoch(epoch)
+        order = be.asarray(self._batch_order(epoch), dtype="int64")
+        first = self.step - self.epoch * self.steps_per_epoch   # > 0 when resuming mid-epoch
+        bar = _progress(self.steps_per_epoch, f"epoch {epoch}/{cfg.epochs}", first) if self.progress else None
+        sums = None
+        count, window_start, window_steps = 0, time.perf_counter(), 0
+        t0 = time.perf_counter()
+        for i in range(first, self.steps_per_epoch):
+            if self._done():
+                if bar is not None:
+                    bar.close()
+                return None
+            stats = gan.train_step(self.data[order[i * self.m:(i + 1) * self.m]])
+            self.step += 1
+            sums = dict(stats) if sums is None else {k: sums[k] + v for k, v in stats.items()}
+            count += 1
+            window_steps += 1
+            if window_steps == cfg.log_every or i == self.steps_per_epoch - 1:
+                host = {k: float(v) / count for k, v in sums.items()}      # one sync per interval
+                self._check_finite(host)
+                now = time.perf_counter()
+                rate = window_steps * self.m / max(now - window_start, 1e-9)
+                if bar is not None:
+                    bar.set_postfix(d_loss=f"{host['d_loss']:.3f}", g_loss=f"{host['g_loss']:.3f}",
+                                    Dx=f"{host['d_real']:.2f}", DGz=f"{host['d_fake']:.2f}",
+                                    samples_s=f"{rate:.0f}", refresh=False)
+                    bar.update(window_steps)
+                window_start, window_steps = now, 0
+        if bar is not None:
+            bar.close()
+        self.epoch = epoch
+        seconds = time.perf_counter() - t0
+        row = {"epoch": epoch, "step": self.step, **{k: float(v) / count for k, v in sums.items()},
+               "lr": gan.d_opt.lr, "momentum": gan.d_opt.momentum, "seconds": seconds,
+               "samples_per_s": count * self.m / max(seconds, 1e-9)}
+        append_history(self.out / "metrics.csv", row)
+        self._epoch_pictures(epoch)
+        self.save()
+        print(f"epoch {epoch}: d_loss {row['d_loss']:.4f}  g_loss {row['g_loss']:.4f}  "
+              f"D(x) {row['d_real']:.3f}  D(G(z)) {row['d_fake']:.3f}  "
+              f"{row['seconds']:.1f} s  {row['samples_per_s']:.0f} samples/s", flush=True)
+        return row
+
+    def _check_finite(self, host):
+        bad = {k: v for k, v in host.items() if not math.isfinite(v)}
+        if bad:
+            raise TrainingDiverged(f"training diverged at step {self.step}: "
+                                   + ", ".join(f"{k}={v}" for k, v in bad.items())
+                                   + f"; the last good checkpoint in {self.out} is kept")
+
+    def _epoch_pictures(self, epoch):
+        samples = self.be.to_numpy(self.gan.sample(len(self.fixed_noise), z=self.fixed_noise))
+        save_sample_grid(samples, self.out / "samples" / f"epoch_{epoch:04d}.png",
+                         title=f"epoch {epoch}")
+        save_loss_curves(read_history(self.out / "metrics.csv"), self.out / "curves.png",
+                         title=f"{self.cfg.dataset} ({self.cfg.objective}, {self.cfg.schedule})")
+
+    def finish(self, n=36):
+        """The paper's Figure 2: samples beside their nearest training images."""
+        samples = self.gan.sample(n, z=self.fixed_noise[:n])
+        idx, _ = nearest_neighbours(samples, self.data, backend=self.be)
+        save_nearest_neighbour_grid(self.be.to_numpy(samples), self.images[self.be.to_numpy(idx)],
+                                    self.out / "nearest_neighbours.png", ncol=6)
+
+
+class _DeferredInterrupt:
+    """Turns the first SIGINT into a flag checked between steps; a second one interrupts."""
+
+    def __enter__(self):
+        self.requested = False
+        self._old = None
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+        return False
+
+
+def write_config(path, cfg):
+    """The run's configuration as JSON (for people; the checkpoint holds its own copy)."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(dataclasses.asdict(cfg), f, indent=2)
+    os.replace(tmp, path)
