@@ -102,6 +102,10 @@ class Backend:
             g += mean
         return g
 
+    def bernoulli(self, p, size):
+        """0/1 array in the backend's dtype, each entry 1 with probability p (dropout masks)."""
+        return (self.rng.random(size, dtype=self.dtype) < p).astype(self.dtype)
+
     def permutation(self, n):
         """A random permutation of range(n) as a host numpy array (for shuffling host data)."""
         return self.to_numpy(self.rng.permutation(n))

@@ -120,10 +120,8 @@ class GAN:
         return self._stats(d_loss, g_loss, l_real, l_fake)
 
     def _grad_through_d(self, dl_fake, n_real):
-        """dL_G/dx for the fake rows: D's backward on zero real rows and dl_fake, no D grads."""
-        xp = self.xp
-        dl = xp.concatenate([xp.zeros((n_real,) + dl_fake.shape[1:], dtype=dl_fake.dtype), dl_fake])
-        return self.D.backward(dl, param_grads=False)[n_real:]
+        """dL_G/dx for the fake rows (n_real onwards) of D's last batch; D's grads untouched."""
+        return self.D.backward(dl_fake, param_grads=False, rows=slice(n_real, None))
 
     def _alternating_step(self, real):
         xp, G, D = self.xp, self.G, self.D

@@ -22,23 +22,37 @@ from .errors import ConfigError
 
 
 class Layer:
-    """Base class. ``params``/``grads``: dicts of backend arrays with the same keys."""
+    """Base class. ``params``/``grads``: dicts of backend arrays with the same keys.
 
-    def __init__(self, backend=None):
+    ``inplace=True`` lets an elementwise layer overwrite its input in ``forward`` (saving a
+    copy); the network builders set it where the input is a fresh array of the previous
+    layer. ``backward(dy, rows=r)`` takes dy for rows ``r`` (a slice) of the last forward
+    batch only: G's gradient through D needs the fake rows of a real+fake batch.
+    """
+
+    def __init__(self, backend=None, inplace=False):
         self.backend = backend or default_backend()
         self.xp = self.backend.xp
         self.params = {}
         self.grads = {}
         self.training = True
+        self.inplace = bool(inplace)
 
     def forward(self, x):
         raise NotImplementedError
 
-    def backward(self, dy, param_grads=True, input_grad=True):
+    def backward(self, dy, param_grads=True, input_grad=True, rows=None):
         raise NotImplementedError
+
+    def _out(self, x):
+        """Where an elementwise forward writes: over x when inplace, else a new array."""
+        return x if self.inplace else self.xp.empty_like(x)
 
     def __repr__(self):
         return f"{type(self).__name__}()"
+
+
+ALL = slice(None)
 
 
 def init_weights(backend, n_in, n_out, init="uniform", scale=0.05):
@@ -75,6 +89,7 @@ class Linear(Layer):
         self.params = {"W": init_weights(be, n_in, n_out, init, scale), "b": be.zeros((n_out,))}
         self.grads = {"W": be.zeros((n_in, n_out)), "b": be.zeros((n_out,))}
         self.x = None
+        self._ones = be.zeros((0,))
 
     def forward(self, x):
         self.x = x
@@ -82,11 +97,14 @@ class Linear(Layer):
         y += self.params["b"]
         return y
 
-    def backward(self, dy, param_grads=True, input_grad=True):
-        """dW = x.T @ dy,  db = dy.sum(0),  dx = dy @ W.T."""
+    def backward(self, dy, param_grads=True, input_grad=True, rows=None):
+        """dW = x.T @ dy,  db = dy.sum(0) (as ones @ dy),  dx = dy @ W.T."""
         if param_grads:
-            self.xp.matmul(self.x.T, dy, out=self.grads["W"])
-            dy.sum(axis=0, out=self.grads["b"])
+            x = self.x if rows is None else self.x[rows]
+            self.xp.matmul(x.T, dy, out=self.grads["W"])
+            if self._ones.shape[0] != dy.shape[0]:
+                self._ones = self.xp.ones((dy.shape[0],), dtype=dy.dtype)
+            self.xp.matmul(self._ones, dy, out=self.grads["b"])
         return dy @ self.params["W"].T if input_grad else None
 
     def __repr__(self):
@@ -98,27 +116,27 @@ class ReLU(Layer):
 
     def forward(self, x):
         self.mask = x > 0
-        return x * self.mask
+        return self.xp.multiply(x, self.mask, out=self._out(x))
 
-    def backward(self, dy, param_grads=True, input_grad=True):
+    def backward(self, dy, param_grads=True, input_grad=True, rows=None):
         """dx = dy * [x > 0]."""
-        return dy * self.mask
+        return dy * self.mask[ALL if rows is None else rows]
 
 
 class LeakyReLU(Layer):
     """y = x where x > 0, slope * x elsewhere."""
 
-    def __init__(self, slope=0.2, backend=None):
-        super().__init__(backend)
+    def __init__(self, slope=0.2, backend=None, inplace=False):
+        super().__init__(backend, inplace)
         self.slope = float(slope)
 
     def forward(self, x):
         self.scale = self.xp.where(x > 0, 1.0, self.slope).astype(x.dtype)
-        return x * self.scale
+        return self.xp.multiply(x, self.scale, out=self._out(x))
 
-    def backward(self, dy, param_grads=True, input_grad=True):
+    def backward(self, dy, param_grads=True, input_grad=True, rows=None):
         """dx = dy * (1 where x > 0, slope elsewhere)."""
-        return dy * self.scale
+        return dy * self.scale[ALL if rows is None else rows]
 
     def __repr__(self):
         return f"LeakyReLU({self.slope})"
@@ -128,27 +146,30 @@ class Tanh(Layer):
     """y = tanh(x), elementwise."""
 
     def forward(self, x):
-        self.y = self.xp.tanh(x)
+        self.y = self.xp.tanh(x, out=self._out(x))
         return self.y
 
-    def backward(self, dy, param_grads=True, input_grad=True):
+    def backward(self, dy, param_grads=True, input_grad=True, rows=None):
         """dx = dy * (1 - y^2)."""
-        return dy * (1 - self.y * self.y)
+        y = self.y if rows is None else self.y[rows]
+        return dy * (1 - y * y)
 
 
 class Sigmoid(Layer):
     """y = 1 / (1 + exp(-x)), computed as 0.5 tanh(x / 2) + 0.5 (never overflows)."""
 
     def forward(self, x):
-        y = self.xp.tanh(x * 0.5)
+        y = self.xp.multiply(x, 0.5, out=self._out(x))
+        self.xp.tanh(y, out=y)
         y *= 0.5
         y += 0.5
         self.y = y
         return y
 
-    def backward(self, dy, param_grads=True, input_grad=True):
+    def backward(self, dy, param_grads=True, input_grad=True, rows=None):
         """dx = dy * y * (1 - y)."""
-        return dy * self.y * (1 - self.y)
+        y = self.y if rows is None else self.y[rows]
+        return dy * y * (1 - y)
 
 
 class Maxout(Layer):
@@ -180,10 +201,11 @@ class Maxout(Layer):
         self.mask = mask
         return y
 
-    def backward(self, dy, param_grads=True, input_grad=True):
+    def backward(self, dy, param_grads=True, input_grad=True, rows=None):
         """dz[n, p, u] = dy[n, u] * [p = argmax_p z[n, p, u]], then Linear's backward on dz."""
-        dz = (dy[:, None, :] * self.mask).reshape(dy.shape[0], self.pieces * self.units)
-        return self.linear.backward(dz, param_grads, input_grad)
+        mask = self.mask if rows is None else self.mask[rows]
+        dz = (dy[:, None, :] * mask).reshape(dy.shape[0], self.pieces * self.units)
+        return self.linear.backward(dz, param_grads, input_grad, rows)
 
     def __repr__(self):
         return f"Maxout({self.n_in}, units={self.units}, pieces={self.pieces})"
@@ -197,8 +219,8 @@ class Dropout(Layer):
     reuse the last mask (gradient checks need the same mask in every evaluation).
     """
 
-    def __init__(self, keep_prob, backend=None):
-        super().__init__(backend)
+    def __init__(self, keep_prob, backend=None, inplace=False):
+        super().__init__(backend, inplace)
         if isinstance(keep_prob, bool) or not 0 < keep_prob <= 1:
             raise ConfigError(f"keep_prob must be in (0, 1], got {keep_prob!r}")
         self.keep_prob = float(keep_prob)
@@ -211,14 +233,15 @@ class Dropout(Layer):
             return x
         if not (self.fixed_mask and self.scaled_mask is not None
                 and self.scaled_mask.shape == x.shape):
-            keep = self.backend.rng.random(x.shape, dtype=x.dtype) < self.keep_prob
-            self.scaled_mask = keep.astype(x.dtype)
+            self.scaled_mask = self.backend.bernoulli(self.keep_prob, x.shape)
             self.scaled_mask *= 1.0 / self.keep_prob
-        return x * self.scaled_mask
+        return self.xp.multiply(x, self.scaled_mask, out=self._out(x))
 
-    def backward(self, dy, param_grads=True, input_grad=True):
+    def backward(self, dy, param_grads=True, input_grad=True, rows=None):
         """dx = dy * m / keep_prob (the same scaled mask as forward); identity at test time."""
-        return dy if self.scaled_mask is None else dy * self.scaled_mask
+        if self.scaled_mask is None:
+            return dy
+        return dy * self.scaled_mask[ALL if rows is None else rows]
 
     def __repr__(self):
         return f"Dropout(keep_prob={self.keep_prob})"

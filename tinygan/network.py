@@ -57,15 +57,17 @@ class Sequential:
             x = layer.forward(x)
         return x
 
-    def backward(self, dy, param_grads=True, input_grad=True):
+    def backward(self, dy, param_grads=True, input_grad=True, rows=None):
         """Chain rule in reverse order: returns dL/dx (None when ``input_grad`` is False).
 
         ``param_grads=False`` leaves ``grad_vector`` untouched (only dL/dx is needed, as when
-        G's gradient flows through D).
+        G's gradient flows through D). ``rows`` (a slice): dy belongs to those rows of the
+        last forward batch only (G's loss sees only the fake rows of D's real+fake batch).
         """
         for i in range(len(self.layers) - 1, -1, -1):
             want_dx = input_grad or i > 0
-            dy = self.layers[i].backward(dy, param_grads=param_grads, input_grad=want_dx)
+            dy = self.layers[i].backward(dy, param_grads=param_grads, input_grad=want_dx,
+                                         rows=rows)
         return dy
 
     def train(self, mode=True):
@@ -122,7 +124,7 @@ def mlp(sizes, activation="relu", output=None, init="glorot", scale=0.05, backen
         last = i == len(sizes) - 2
         act = output if last else activation
         if act is not None:
-            layers.append(ACTIVATIONS[act](backend=be))
+            layers.append(ACTIVATIONS[act](backend=be, inplace=True))   # over Linear's fresh output
     return Sequential(layers, backend=be)
 
 
@@ -138,10 +140,10 @@ def paper_generator(noise_dim=100, hidden=1200, out_dim=784, pixel_mean=None, ba
     if pixel_mean is not None:
         p = be.xp.clip(be.asarray(pixel_mean, dtype="float64"), 1e-7, 1 - 1e-7)
         out.params["b"][...] = be.xp.log(p) - be.xp.log1p(-p)
-    return Sequential([
-        Linear(noise_dim, hidden, "uniform", 0.05, backend=be), ReLU(backend=be),
-        Linear(hidden, hidden, "uniform", 0.05, backend=be), ReLU(backend=be),
-        out, Sigmoid(backend=be),
+    return Sequential([            # activations overwrite the fresh output of the Linear before them
+        Linear(noise_dim, hidden, "uniform", 0.05, backend=be), ReLU(backend=be, inplace=True),
+        Linear(hidden, hidden, "uniform", 0.05, backend=be), ReLU(backend=be, inplace=True),
+        out, Sigmoid(backend=be, inplace=True),
     ], backend=be)
 
 
@@ -153,9 +155,10 @@ def paper_discriminator(in_dim=784, units=240, pieces=5, keep_input=0.8, keep_hi
     -> Dropout(0.5) -> Linear 1 -> logit (N, 1).   D(x) = sigmoid(logit). Weights U(-0.005, 0.005).
     """
     be = backend or default_backend()
-    return Sequential([
+    return Sequential([            # later dropouts overwrite the fresh output of the maxout before them
         Dropout(keep_input, backend=be), Maxout(in_dim, units, pieces, "uniform", 0.005, backend=be),
-        Dropout(keep_hidden, backend=be), Maxout(units, units, pieces, "uniform", 0.005, backend=be),
-        Dropout(keep_hidden, backend=be), Linear(units, 1, "uniform", 0.005, backend=be),
+        Dropout(keep_hidden, backend=be, inplace=True),
+        Maxout(units, units, pieces, "uniform", 0.005, backend=be),
+        Dropout(keep_hidden, backend=be, inplace=True), Linear(units, 1, "uniform", 0.005, backend=be),
     ], backend=be)
 

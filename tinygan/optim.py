@@ -14,6 +14,7 @@ Schedules (the paper's MNIST run):
 
 import math
 
+from .backend import array_module
 from .errors import ConfigError
 
 
@@ -62,6 +63,7 @@ class SGD:
             raise ConfigError(f"momentum must be in [0, 1), got {self.momentum!r}")
         self.velocity = params * 0
         self._scratch = params * 0
+        self._xp = array_module(params)
         self.t = 0
 
     @property
@@ -76,10 +78,9 @@ class SGD:
 
     def step(self):
         """v <- mu v - lr g;  p <- p + v."""
-        v, tmp = self.velocity, self._scratch
+        v, tmp, xp = self.velocity, self._scratch, self._xp
         v *= self.momentum
-        tmp[...] = self.grads
-        tmp *= self.lr
+        xp.multiply(self.grads, self.lr, out=tmp)
         v -= tmp
         self.params += v
         self.t += 1
@@ -107,6 +108,7 @@ class Adam:
         self.m = params * 0
         self.v = params * 0
         self._scratch = params * 0
+        self._xp = array_module(params)
         self.t = 0
 
     def set_epoch(self, epoch):
@@ -115,13 +117,12 @@ class Adam:
     def step(self):
         b1, b2, g, tmp = self.beta1, self.beta2, self.grads, self._scratch
         self.t += 1
+        xp = self._xp
         self.m *= b1
-        tmp[...] = g
-        tmp *= 1 - b1
+        xp.multiply(g, 1 - b1, out=tmp)
         self.m += tmp
         self.v *= b2
-        tmp[...] = g
-        tmp *= g
+        xp.multiply(g, g, out=tmp)
         tmp *= 1 - b2
         self.v += tmp
         lr_t = self.lr * math.sqrt(1 - b2 ** self.t) / (1 - b1 ** self.t)

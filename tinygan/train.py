@@ -222,7 +222,7 @@ class Trainer:
     def run(self):
         """Train until cfg.epochs (or cfg.max_steps). Returns the per-epoch log rows of this call.
 
-        Ctrl-C (SIGINT) is honoured between steps, never inside one: the run saves a
+        Ctrl-C (SIGINT) or SIGTERM is honoured between steps, never inside one: the run saves a
         checkpoint that ``--resume`` continues from and returns with ``self.interrupted``
         set. A second Ctrl-C stops at once (the previous checkpoint stays intact).
         """
@@ -317,13 +317,16 @@ class Trainer:
 
 
 class _DeferredInterrupt:
-    """Turns the first SIGINT into a flag checked between steps; a second one interrupts."""
+    """Turns the first SIGINT (Ctrl-C) or SIGTERM into a flag checked between steps;
+    a second one interrupts at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __enter__(self):
         self.requested = False
-        self._old = None
+        self._old = {}
         if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handler)
+            self._old = {s: signal.signal(s, self._handler) for s in self.SIGNALS}
         return self
 
     def _handler(self, signum, frame):
@@ -332,8 +335,8 @@ class _DeferredInterrupt:
         self.requested = True
 
     def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+        for s, old in self._old.items():
+            signal.signal(s, old)
         return False
 
 
