@@ -6,8 +6,8 @@ D(x) = sigmoid(l) for a logit l. Working on logits keeps every value finite:
     log(1 - D(x)) = log sigmoid(-l)    = -softplus(l)
     d softplus(l) / dl = sigmoid(l)
 
-with softplus(l) = log(1 + exp(l)) computed as logaddexp(0, l) and sigmoid(l) as
-0.5 tanh(l / 2) + 0.5, both exact and finite for |l| up to float32's range.
+with softplus(l) = log(1 + exp(l)) computed as logaddexp(0, l) and sigmoid(l) from
+exp(-|l|), both finite and accurate to rounding for |l| up to float32's range.
 Losses are 0-d backend arrays (no host synchronisation); gradients have the logits' shape.
 """
 
@@ -23,11 +23,13 @@ def softplus(xp, l):
 
 
 def sigmoid(xp, l):
-    """1 / (1 + exp(-l)), elementwise, without overflow."""
-    s = xp.tanh(l * 0.5)
-    s *= 0.5
-    s += 0.5
-    return s
+    """1 / (1 + exp(-l)), elementwise, to full relative precision on both tails.
+
+    With e = exp(-|l|) in (0, 1]: sigmoid(l) = 1 / (1 + e) for l >= 0 and e / (1 + e) for
+    l < 0, so sigmoid(-20) = 2.06e-9 is exact, not 0 (the minimax gradient lives there).
+    """
+    e = xp.exp(-xp.abs(l))
+    return xp.where(l >= 0, 1.0, e).astype(l.dtype) / (1 + e)
 
 
 def discriminator_loss(real_logits, fake_logits):
