@@ -133,11 +133,9 @@ def main(argv=None):
               f"{backend.name}, {trainer.steps_per_epoch} steps/epoch, from epoch "
               f"{trainer.epoch} step {trainer.step}, out {args.out}", flush=True)
         trainer.run()
-    except TinyGANError as exc:
-        print(f"mnist.py: error: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"mnist.py: error: {exc}", file=sys.stderr)
+    except (TinyGANError, OSError) as exc:
+        one_line = " ".join(str(exc).split())           # one line, whatever the message holds
+        print(f"mnist.py: error: {one_line}", file=sys.stderr)
         return 1
     return 0
 

@@ -227,7 +227,9 @@ class Trainer:
         set. A second Ctrl-C stops at once (the previous checkpoint stays intact).
         """
         rows = []
-        with _DeferredInterrupt() as interrupt:
+        # nan and inf are caught explicitly once per logging interval (_check_finite) and before
+        # every save, so NumPy's per-operation floating-point warnings would only add noise
+        with _DeferredInterrupt() as interrupt, np.errstate(all="ignore"):
             self._interrupt = interrupt
             while self.epoch < self.cfg.epochs and not self._done():
                 row = self._run_epoch()
