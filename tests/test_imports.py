@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "tinygan"
-COMPUTE_MODULES = ["layers", "network", "losses", "optim", "gan", "gradcheck", "evaluate"]
+COMPUTE_MODULES = ["layers", "network", "losses", "optim", "gan", "gradcheck", "evaluate",
+                   "metrics", "classifier"]
 
 
 def imported_names(path):

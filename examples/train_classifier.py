@@ -1,0 +1,212 @@
+"""Train the digit classifier that scores generated images (tinygan.metrics.sample_quality).
+
+    python examples/train_classifier.py --data-dir ../shared/data/mnist --out runs/classifier
+    python examples/train_classifier.py --split train --out runs/classifier-train
+    python examples/train_classifier.py --dataset fashion-mnist --out runs/classifier-fashion
+
+The network (tinygan.classifier.Classifier): 784 -> 512 ReLU -> 512 ReLU -> 10 logits, dropout
+(keep 0.8) after each hidden layer, softmax cross-entropy, Adam (lr 1e-3, decayed by --lr-decay
+per epoch), batch 100.
+
+Which images (--dataset mnist):
+  --split test (default; works offline with only the MNIST test file): train on the first
+      8,000 digits of the 10,000-digit test split, report accuracy on its last 2,000.
+      Use the same last 2,000 as the real set of the Frechet distance: the classifier has
+      not seen them.
+  --split train: train on the 60,000 training digits, report on the 10,000 test digits.
+--dataset fashion-mnist: train on Fashion-MNIST's 60,000 training images, report on its
+10,000 test images (--split is ignored).
+
+Writes --out/checkpoint.npz/.json (tinygan.checkpoint): arrays "net/<name>", meta with the
+architecture, the data used, the accuracy and the loss history; load it with
+``tinygan.classifier.load_classifier``.
+
+Scoring a GAN instead of training (--score-gan): load the classifier saved in --out, rebuild
+the paper's generator from a tinygan.train.Trainer checkpoint (arrays "G/<name>", noise
+U(-sqrt 3, sqrt 3) in meta["config"]["noise_dim"] dimensions), draw --n-samples images and
+print tinygan.metrics.sample_quality against the classifier's held-out images (for the
+offline MNIST default: test digits 8,000-9,999), next to the same scores for real images
+(the classifier's training images) as a reference:
+
+    python examples/train_classifier.py --data-dir ../shared/data/mnist --out runs/classifier \
+        --score-gan runs/mnist-test8k/checkpoint
+
+Exit status: 0 done, 1 error, 2 bad usage.
+"""
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a checkout, uninstalled
+
+from tinygan import __version__  # noqa: E402
+from tinygan.backend import BACKENDS, get_backend  # noqa: E402
+from tinygan.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from tinygan.classifier import Classifier, fit, load_classifier  # noqa: E402
+from tinygan.data import load_mnist  # noqa: E402
+from tinygan.errors import TinyGANError  # noqa: E402
+from tinygan.metrics import sample_quality  # noqa: E402
+from tinygan.network import paper_generator  # noqa: E402
+
+OFFLINE_TRAIN = 8000        # --split test: train on test digits [0, 8000), report on [8000, 10000)
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def unit_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
+    return value
+
+
+def positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="train_classifier.py", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--dataset", choices=("mnist", "fashion-mnist"), default="mnist")
+    p.add_argument("--split", choices=("test", "train"), default="test",
+                   help="mnist only: test = train on test digits 0-7,999 and report on "
+                        "8,000-9,999 (offline); train = train on the 60,000 training digits, "
+                        "report on the test split")
+    p.add_argument("--data-dir", default=None, help="directory holding the IDX files")
+    p.add_argument("--out", default="runs/classifier", help="output directory")
+    p.add_argument("--epochs", type=positive_int, default=15)
+    p.add_argument("--batch-size", type=positive_int, default=100)
+    p.add_argument("--lr", type=positive_float, default=1e-3)
+    p.add_argument("--lr-decay", type=unit_float, default=0.85, help="lr factor per epoch")
+    p.add_argument("--hidden", type=positive_int, nargs="+", default=[512, 512],
+                   help="hidden layer widths")
+    p.add_argument("--keep-prob", type=unit_float, default=0.8,
+                   help="dropout: probability of keeping a hidden unit at train time")
+    p.add_argument("--limit", type=positive_int, default=None,
+                   help="train on the first N training images only (quick runs)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backend", choices=BACKENDS, default="numpy")
+    p.add_argument("--score-gan", metavar="CHECKPOINT", default=None,
+                   help="do not train: load the classifier from --out and score this GAN "
+                        "checkpoint's generator (see above)")
+    p.add_argument("--n-samples", type=positive_int, default=10000,
+                   help="--score-gan: generated images to score")
+    return p.parse_args(argv)
+
+
+def load_data(args):
+    """(train_x, train_y, eval_x, eval_y, description)."""
+    if args.dataset == "mnist" and args.split == "test":
+        x, y = load_mnist("mnist", "test", data_dir=args.data_dir)
+        n = OFFLINE_TRAIN
+        train, held = (x[:n], y[:n]), (x[n:], y[n:])
+        what = {"train": f"mnist test[0:{n}]", "eval": f"mnist test[{n}:{len(x)}]"}
+    else:
+        train = load_mnist(args.dataset, "full-train", data_dir=args.data_dir)
+        held = load_mnist(args.dataset, "test", data_dir=args.data_dir)
+        what = {"train": f"{args.dataset} train (all {len(train[0])})",
+                "eval": f"{args.dataset} test (all {len(held[0])})"}
+    if args.limit is not None:
+        train = (train[0][:args.limit], train[1][:args.limit])
+        what["train"] += f", first {len(train[0])}"
+    return train, held, what
+
+
+def load_generator(path, backend):
+    """The paper's generator with the parameters of a Trainer checkpoint; (G, noise_dim, meta)."""
+    arrays, meta = load_checkpoint(path)
+    noise_dim = int(meta.get("config", {}).get("noise_dim", 100))
+    G = paper_generator(noise_dim=noise_dim, backend=backend)
+    G.load_state({k[2:]: v for k, v in arrays.items() if k.startswith("G/")})
+    return G, noise_dim, meta
+
+
+def score_gan(args):
+    be = get_backend(args.backend, seed=args.seed)
+    (tx, _), (ex, _), what = load_data(args)
+    clf, cmeta = load_classifier(Path(args.out) / "checkpoint", backend=be)
+    G, noise_dim, meta = load_generator(args.score_gan, be)
+    r = math.sqrt(3.0)
+    samples = be.xp.concatenate([G.forward(be.uniform(-r, r, (min(1000, args.n_samples - i),
+                                                              noise_dim)))
+                                 for i in range(0, args.n_samples, 1000)])
+    print(f"classifier {args.out}/checkpoint: {100 * cmeta['accuracy']:.2f}% on "
+          f"{cmeta['evaluated_on']}; GAN {args.score_gan}: epoch {meta.get('epoch')}, step "
+          f"{meta.get('step')}; real set: {what['eval']} ({len(ex)} images)")
+    rows = [(f"GAN samples (epoch {meta.get('epoch')})", sample_quality(samples, ex, clf)),
+            (f"real: {what['train']}", sample_quality(tx, ex, clf))]
+    print("\n| images | n | classes covered | class histogram | inception score "
+          "| Frechet distance |\n|---|---|---|---|---|---|")
+    for name, q in rows:
+        print(f"| {name} | {q['n_samples']} | {q['classes_covered']} / 10 | "
+              f"{' '.join(map(str, q['class_histogram']))} | {q['inception_score']:.2f} | "
+              f"{q['frechet_distance']:.3f} |")
+    return 0
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.score_gan is not None:
+        try:
+            return score_gan(args)
+        except TinyGANError as exc:
+            print(f"train_classifier.py: error: {exc}", file=sys.stderr)
+            return 1
+    try:
+        (tx, ty), (ex, ey), what = load_data(args)
+        be = get_backend(args.backend, seed=args.seed)
+        clf = Classifier(in_dim=tx.shape[1], hidden=args.hidden, n_classes=10,
+                         keep_prob=args.keep_prob, backend=be)
+        print(f"training on {what['train']}, reporting on {what['eval']}; "
+              f"{clf.net.num_params:,} parameters, backend {be.name}", flush=True)
+        start = time.perf_counter()
+        accuracies = []
+
+        def report(epoch, loss):
+            acc = clf.accuracy(ex, ey)
+            accuracies.append(acc)
+            print(f"epoch {epoch:3d}  loss {loss:.4f}  held-out accuracy {100 * acc:.2f}%  "
+                  f"({time.perf_counter() - start:.0f} s)", flush=True)
+        losses = fit(clf, tx, ty, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                     lr_decay=args.lr_decay, callback=report)
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        arrays = {f"net/{name}": be.to_numpy(p).copy() for name, p in clf.state().items()}
+        meta = {"kind": "tinygan.classifier.Classifier", "architecture": clf.config,
+                "dataset": args.dataset, "trained_on": what["train"],
+                "evaluated_on": what["eval"], "accuracy": accuracies[-1],
+                "accuracy_per_epoch": accuracies, "loss_per_epoch": losses,
+                "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+                "lr_decay": args.lr_decay, "seed": args.seed, "backend": be.name,
+                "tinygan_version": __version__}
+        save_checkpoint(out / "checkpoint", arrays, meta)
+    except TinyGANError as exc:
+        print(f"train_classifier.py: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"accuracy on {what['eval']}: {100 * accuracies[-1]:.2f}%; "
+          f"wrote {out / 'checkpoint'}.npz/.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
