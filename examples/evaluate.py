@@ -95,6 +95,9 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0, help="seed of the samples")
     p.add_argument("--interpolation", default=None, metavar="PNG",
                    help="also write the paper's Figure 3 (interpolation in z) to this PNG")
+    p.add_argument("--classifier", default=None, metavar="CHECKPOINT",
+                   help="also score the samples with a digit classifier (examples/train_classifier.py): "
+                        "classes covered, Inception-style score, Frechet distance against the test points")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the result as JSON")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
@@ -109,10 +112,20 @@ def main(argv=None):
         result = parzen_evaluate(test, validation, samples, backend=be,
                                  progress=not args.no_progress)
         print(f"log-likelihood: {result.mean:.1f} +- {result.stderr:.1f} (sigma={result.sigma:.4g})")
+        report = {**result.as_dict(), "protocol": what, "epoch": meta.get("epoch"),
+                  "step": meta.get("step")}
+        if args.classifier:
+            from tinygan.classifier import load_classifier
+            from tinygan.metrics import sample_quality
+            clf, _ = load_classifier(args.classifier, backend=be)
+            q = sample_quality(samples, test, clf)
+            print(f"classes covered: {q['classes_covered']}/10 {q['class_histogram']}; "
+                  f"inception score: {q['inception_score']:.2f}; "
+                  f"frechet distance: {q['frechet_distance']:.1f}")
+            report["sample_quality"] = q
         if args.json:
             with open(args.json, "w") as f:
-                json.dump({**result.as_dict(), "protocol": what, "epoch": meta.get("epoch"),
-                           "step": meta.get("step")}, f, indent=1)
+                json.dump(report, f, indent=1)
         if args.interpolation:
             print(f"interpolation: {interpolation(G, be, args.interpolation)}")
     except (TinyGANError, OSError) as exc:

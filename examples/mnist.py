@@ -89,6 +89,11 @@ def parse_args(argv=None):
                    help="continue the run whose checkpoint is in --out")
     p.add_argument("--log-every", type=positive_int, default=50,
                    help="steps between progress-bar updates (one device-to-host copy each)")
+    p.add_argument("--classifier", default=None, metavar="CHECKPOINT",
+                   help="a digit classifier (examples/train_classifier.py): log classes covered, "
+                        "an Inception-style score and a Frechet distance of the samples per epoch")
+    p.add_argument("--metrics-every", type=positive_int, default=1,
+                   help="epochs between those metrics (they take seconds)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     if args.seed < 0:
@@ -120,7 +125,8 @@ def main(argv=None):
                           schedule=args.schedule, k=args.k, lr=args.lr, seed=args.seed,
                           backend=backend.name, out=args.out, log_every=args.log_every,
                           dataset=args.dataset, split=args.split, limit=args.limit or 0,
-                          max_steps=args.max_steps or 0)
+                          max_steps=args.max_steps or 0, classifier=args.classifier or "",
+                          metrics_every=args.metrics_every)
         cfg.validate()
         images = load_images(args)
         from tinygan.checkpoint import checkpoint_exists

@@ -38,3 +38,23 @@ def test_missing_checkpoint_is_one_line(tmp_path, capsys):
     assert example.main([str(tmp_path / "nothing"), "--no-progress"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "checkpoint" in err[0]
+
+
+@pytest.mark.skipif(not HAVE_MNIST, reason=f"MNIST test split not found in {MNIST_DIR}")
+def test_sample_quality_per_epoch_and_in_evaluation(tmp_path, capsys):
+    """A (small, quickly trained) classifier scores the samples in mnist.py and evaluate.py."""
+    import train_classifier
+    clf = tmp_path / "clf"
+    assert train_classifier.main(["--data-dir", str(MNIST_DIR), "--out", str(clf), "--epochs", "1",
+                                  "--hidden", "64", "--limit", "2000"]) == 0
+    run = tmp_path / "run"
+    assert train_example.main(["--data-dir", str(MNIST_DIR), "--split", "test", "--limit", "8000",
+                               "--out", str(run), "--no-progress", "--epochs", "1",
+                               "--batch-size", "1000",
+                               "--classifier", str(clf / "checkpoint")]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"classes \d+/10  IS [\d.]+  FD [\d.]+", out), out
+    assert example.main([str(run), "--data-dir", str(MNIST_DIR), "--samples", "300",
+                         "--no-progress", "--classifier", str(clf / "checkpoint")]) == 0
+    assert re.search(r"classes covered: \d+/10 .*inception score: [\d.]+; frechet distance: [\d.]+",
+                     capsys.readouterr().out)

@@ -65,10 +65,14 @@ class TrainConfig:
     split: str = "train"
     limit: int = 0
     max_steps: int = 0          # stop after this many steps in total (0: no limit)
+    classifier: str = ""        # a classifier checkpoint: log sample-quality metrics (metrics.py)
+    metrics_every: int = 1      # ... every this many epochs
+    metrics_samples: int = 2000
 
     def validate(self):
         """Raise ConfigError naming the first bad setting."""
-        for name in ("epochs", "batch_size", "k", "noise_dim", "log_every", "n_fixed_samples"):
+        for name in ("epochs", "batch_size", "k", "noise_dim", "log_every", "n_fixed_samples",
+                     "metrics_every", "metrics_samples"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{name.replace('_', '-')} must be a positive integer, got {v!r}")
@@ -135,6 +139,10 @@ class Trainer:
         self.step = 0                                    # training steps completed
         self.fixed_noise = self.gan.sample_noise(cfg.n_fixed_samples)
         self._make_out_dir()
+        self.classifier = None
+        if cfg.classifier:
+            from .classifier import load_classifier
+            self.classifier, _ = load_classifier(cfg.classifier, backend=self.be)
 
     # --- files -----------------------------------------------------------------------------
     def _make_out_dir(self):
@@ -288,13 +296,31 @@ class Trainer:
         row = {"epoch": epoch, "step": self.step, **{k: float(v) / count for k, v in sums.items()},
                "lr": gan.d_opt.lr, "momentum": gan.d_opt.momentum, "seconds": seconds,
                "samples_per_s": count * self.m / max(seconds, 1e-9)}
+        row.update(self._sample_quality(epoch))
         append_history(self.out / "metrics.csv", row)
         self._epoch_pictures(epoch)
         self.save()
+        quality = ""
+        if self.classifier is not None and not math.isnan(row["inception_score"]):
+            quality = (f"  classes {row['classes_covered']:.0f}/10  IS {row['inception_score']:.2f}"
+                       f"  FD {row['frechet_distance']:.1f}")
         print(f"epoch {epoch}: d_loss {row['d_loss']:.4f}  g_loss {row['g_loss']:.4f}  "
               f"D(x) {row['d_real']:.3f}  D(G(z)) {row['d_fake']:.3f}  "
-              f"{row['seconds']:.1f} s  {row['samples_per_s']:.0f} samples/s", flush=True)
+              f"{row['seconds']:.1f} s  {row['samples_per_s']:.0f} samples/s{quality}", flush=True)
         return row
+
+    def _sample_quality(self, epoch):
+        """Classes covered, Inception-style score and Frechet distance of G's samples against
+        the training images, through the classifier (every ``metrics_every`` epochs; nan between)."""
+        if self.classifier is None:
+            return {}
+        keys = ("classes_covered", "inception_score", "frechet_distance")
+        if epoch % self.cfg.metrics_every:
+            return {k: math.nan for k in keys}
+        from .metrics import sample_quality
+        n = min(self.cfg.metrics_samples, len(self.images))
+        q = sample_quality(self.gan.sample(n), self.images[:n], self.classifier)
+        return {k: float(q[k]) for k in keys}
 
     def _check_finite(self, host):
         bad = {k: v for k, v in host.items() if not math.isfinite(v)}
