@@ -13,7 +13,6 @@ under the Parzen window, +- its standard error. Which data, from the run's own c
 Prints `log-likelihood: MEAN +- SE (sigma=S)`.
 """
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -22,17 +21,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tinygan.cli import Parser  # noqa: E402
 from tinygan.backend import BACKENDS, get_backend  # noqa: E402
 from tinygan.checkpoint import load_checkpoint  # noqa: E402
 from tinygan.data import load_mnist  # noqa: E402
 from tinygan.errors import ConfigError, TinyGANError  # noqa: E402
 from tinygan.evaluate import parzen_evaluate  # noqa: E402
 from tinygan.network import paper_generator  # noqa: E402
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def load_generator(path, backend):
@@ -86,8 +81,7 @@ def interpolation(G, backend, path, rows=8, steps=10, seed=0):
 
 
 def main(argv=None):
-    p = Parser(prog="evaluate.py", description=__doc__.split("\n\n")[0],
-               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = Parser(prog="evaluate.py", description=__doc__.split("\n\n")[0])
     p.add_argument("run", help="run directory (holding checkpoint.npz) or checkpoint path")
     p.add_argument("--backend", choices=BACKENDS, default="numpy")
     p.add_argument("--data-dir", default=None, help="where the IDX files are (as for mnist.py)")

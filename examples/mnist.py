@@ -15,12 +15,12 @@ nearest_neighbours.png (Figure 2), checkpoint.npz/.json (and the one before it, 
 Exit status: 0 done (or interrupted with a checkpoint saved), 1 error, 2 bad usage.
 """
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a checkout, uninstalled
 
+from tinygan.cli import Parser, non_negative_int, positive_float, positive_int  # noqa: E402
 from tinygan.backend import BACKENDS  # noqa: E402
 from tinygan.errors import ConfigError, TinyGANError  # noqa: E402
 from tinygan.gan import SCHEDULES  # noqa: E402
@@ -29,36 +29,8 @@ from tinygan.losses import OBJECTIVES  # noqa: E402
 DATASETS = ("mnist", "fashion-mnist")
 
 
-class Parser(argparse.ArgumentParser):
-    """argparse that reports a bad flag in one line (and exit status 2)."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
 def parse_args(argv=None):
-    p = Parser(prog="mnist.py", description=__doc__.split("\n\n")[0],
-               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = Parser(prog="mnist.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--backend", choices=BACKENDS, default="numpy",
                    help="array library: numpy (CPU), cupy (CUDA GPU), auto (cupy when usable)")
     p.add_argument("--dataset", choices=DATASETS, default="mnist", help="which data set")
@@ -83,7 +55,7 @@ def parse_args(argv=None):
     p.add_argument("--k", type=positive_int, default=1,
                    help="discriminator steps per generator step (with --schedule alternating)")
     p.add_argument("--lr", type=positive_float, default=0.1, help="initial learning rate of both nets")
-    p.add_argument("--seed", type=int, default=0, help="random seed (noise, dropout, shuffling)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed (noise, dropout, shuffling)")
     p.add_argument("--out", default="runs/mnist", help="output directory")
     p.add_argument("--resume", action="store_true",
                    help="continue the run whose checkpoint is in --out")
@@ -96,8 +68,6 @@ def parse_args(argv=None):
                    help="epochs between those metrics (they take seconds)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
-    if args.seed < 0:
-        p.error(f"argument --seed: expected a non-negative integer, got {args.seed}")
     if args.k > 1 and args.schedule != "alternating":
         p.error("--k > 1 needs --schedule alternating")
     return args

@@ -28,10 +28,8 @@ Outputs: a markdown table (mean +- std over seeds at the last step) on stdout an
 
 import argparse
 import math
-import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -41,9 +39,11 @@ import numpy as np  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from tinygan.cli import Parser, positive_float, positive_int  # noqa: E402
 from tinygan.backend import BACKENDS, get_backend  # noqa: E402
 from tinygan.errors import TinyGANError  # noqa: E402
 from tinygan.gan import GAN  # noqa: E402
+from tinygan.plot import atomic_write  # noqa: E402
 from tinygan.metrics import MIXTURES, mode_metrics, sample_mixture  # noqa: E402
 from tinygan.network import mlp  # noqa: E402
 from tinygan.optim import Adam  # noqa: E402
@@ -59,29 +59,8 @@ SETTINGS = [
 ]
 
 
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="modes_2d.py", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = Parser(prog="modes_2d.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--mixture", choices=("ring", "grid", "both"), default="both")
     p.add_argument("--steps", type=positive_int, default=None,
                    help="generator steps per run (default: ring 4000, grid 8000)")
@@ -170,22 +149,6 @@ def markdown_table(mixture, results, args):
     return "\n".join(lines) + "\n"
 
 
-def _atomic_write(path, write):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def save_picture(mixture, results, args, path):
@@ -227,7 +190,7 @@ def save_picture(mixture, results, args, path):
     fig.suptitle(f"{mixture.name} mixture: {len(centers)} modes (grey circles, std {mixture.std}), "
                  f"seed {results[SETTINGS[0]][0]['seed']}; HQ = within 3 std of a mode",
                  fontsize=11, x=0.5 + left / 2, y=0.999, va="top")
-    return _atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=90))
+    return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=90))
 
 
 DEFAULTS = {"ring": {"steps": 4000, "lr": 1e-3}, "grid": {"steps": 8000, "lr": 3e-3}}
@@ -257,7 +220,7 @@ def run_mixture(name, args):
     table = markdown_table(mixture, results, args)
     print(table)
     table_path = Path(args.table_dir) / f"modes_2d_{name}.md"
-    _atomic_write(table_path, lambda f: f.write(table.encode()))
+    atomic_write(table_path, lambda f: f.write(table.encode()))
     image = save_picture(mixture, results, args, Path(args.image_dir) / f"modes_2d_{name}.png")
     print(f"wrote {table_path} and {image} ({time.perf_counter() - start:.0f} s)\n",
           file=sys.stderr)

@@ -34,7 +34,6 @@ offline MNIST default: test digits 8,000-9,999), next to the same scores for rea
 Exit status: 0 done, 1 error, 2 bad usage.
 """
 
-import argparse
 import math
 import sys
 import time
@@ -43,6 +42,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a checkout, uninstalled
 
 from tinygan import __version__  # noqa: E402
+from tinygan.cli import Parser, positive_float, positive_int, unit_float  # noqa: E402
 from tinygan.backend import BACKENDS, get_backend  # noqa: E402
 from tinygan.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from tinygan.classifier import Classifier, fit, load_classifier  # noqa: E402
@@ -54,39 +54,8 @@ from tinygan.network import paper_generator  # noqa: E402
 OFFLINE_TRAIN = 8000        # --split test: train on test digits [0, 8000), report on [8000, 10000)
 
 
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def unit_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
-    return value
-
-
-def positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="train_classifier.py", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = Parser(prog="train_classifier.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", choices=("mnist", "fashion-mnist"), default="mnist")
     p.add_argument("--split", choices=("test", "train"), default="test",
                    help="mnist only: test = train on test digits 0-7,999 and report on "

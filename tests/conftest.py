@@ -1,10 +1,15 @@
 """Shared test fixtures: backends, the location of ../shared, GPU detection."""
 
+import os
 from pathlib import Path
 
-import pytest
+# Many small matrix products: OpenBLAS's thread start-up and spinning cost more than they save
+# here, and on a shared machine they can make a test 30 times slower. Benchmarks set their own.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from tinygan.backend import cupy_usable, get_backend
+import pytest  # noqa: E402
+
+from tinygan.backend import cupy_usable, get_backend  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -4,7 +4,6 @@ Fashion-MNIST), and its command-line errors."""
 import csv
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -5,7 +5,6 @@ test_layers, ...); these tests drive examples/mnist.py as a user would.
 """
 
 import gzip
-import os
 import signal
 import subprocess
 import sys

@@ -124,25 +124,34 @@ class GAN:
         return self.D.backward(dl_fake, param_grads=False, rows=slice(n_real, None))
 
     def _alternating_step(self, real):
-        xp, G, D = self.xp, self.G, self.D
         if real.shape[0] % self.k:
             raise ConfigError(f"alternating schedule with k={self.k} needs a batch of k * m rows, "
                               f"got {real.shape[0]}")
         m = real.shape[0] // self.k
         for i in range(self.k):                                    # k discriminator steps
-            batch = real[i * m:(i + 1) * m]
-            fake = G.forward(self.sample_noise(m))
-            logits = D.forward(xp.concatenate([batch, fake]))
-            l_real, l_fake = logits[:m], logits[m:]
-            d_loss, dl_real, dl_fake = discriminator_loss(l_real, l_fake)
-            D.backward(xp.concatenate([dl_real, dl_fake]), input_grad=False)
-            self.d_opt.step()
-        fake = G.forward(self.sample_noise(m))                     # one generator step
-        l_fake = D.forward(fake)
-        g_loss, dl_g = generator_loss(l_fake, self.objective)
-        G.backward(D.backward(dl_g, param_grads=False), input_grad=False)
-        self.g_opt.step()
+            d_loss, l_real = self.discriminator_step(real[i * m:(i + 1) * m])
+        g_loss, l_fake = self.generator_step(m)                    # then one generator step
         return self._stats(d_loss, g_loss, l_real, l_fake)
+
+    def discriminator_step(self, real):
+        """One update of D on ``real`` (m, D_x) and m fresh samples, G fixed.
+        Returns (D loss, D's logits on the real rows)."""
+        m = real.shape[0]
+        fake = self.G.forward(self.sample_noise(m))
+        logits = self.D.forward(self.xp.concatenate([real, fake]))
+        d_loss, dl_real, dl_fake = discriminator_loss(logits[:m], logits[m:])
+        self.D.backward(self.xp.concatenate([dl_real, dl_fake]), input_grad=False)
+        self.d_opt.step()
+        return d_loss, logits[:m]
+
+    def generator_step(self, m):
+        """One update of G on m fresh samples through D (D fixed, its dropout on).
+        Returns (G loss, D's logits on the samples)."""
+        l_fake = self.D.forward(self.G.forward(self.sample_noise(m)))
+        g_loss, dl_g = generator_loss(l_fake, self.objective)
+        self.G.backward(self.D.backward(dl_g, param_grads=False), input_grad=False)
+        self.g_opt.step()
+        return g_loss, l_fake
 
     def _stats(self, d_loss, g_loss, l_real, l_fake):
         xp = self.xp

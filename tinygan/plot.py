@@ -125,7 +125,7 @@ def image_grid(images, ncol=None, shape=(28, 28), pad=2, pad_value=1.0):
     return _tile(imgs, ncol, pad, float(pad_value))
 
 
-def _atomic_write(path, write):
+def atomic_write(path, write):
     """Create path's directory, call write(binary file) on a temp file beside it, fsync,
     os.replace into place; the temp file is removed on any failure. Returns Path(path)."""
     path = Path(path)
@@ -163,7 +163,7 @@ def _save_rgb(rgb, path, title=None, scale=1):
         rgb = rgb.repeat(scale, axis=0).repeat(scale, axis=1)
     height, width = rgb.shape[:2]
     if title is None:
-        return _atomic_write(path, lambda f: imsave(f, rgb, format="png"))
+        return atomic_write(path, lambda f: imsave(f, rgb, format="png"))
     title = str(title)
     fig_w = max(width, 8 * len(title) + 20)
     fig_h = height + _TITLE_PX
@@ -171,7 +171,7 @@ def _save_rgb(rgb, path, title=None, scale=1):
     FigureCanvasAgg(fig)
     fig.figimage(rgb, xo=(fig_w - width) // 2, yo=0, origin="upper")
     fig.text(0.5, 1.0 - _TITLE_PX / 2 / fig_h, title, ha="center", va="center", fontsize=11)
-    return _atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=_DPI))
+    return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=_DPI))
 
 
 def _gray_to_rgb(gray):
@@ -316,7 +316,7 @@ def save_loss_curves(history, path, title=None):
             ax.legend(loc="best", fontsize=9)
     if title is not None:
         fig.suptitle(str(title))
-    return _atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=_DPI))
+    return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=_DPI))
 
 
 # ----------------------------------------------------------------------------- metrics log

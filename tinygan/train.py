@@ -259,7 +259,7 @@ class Trainer:
         return bool(self.cfg.max_steps) and self.step >= self.cfg.max_steps
 
     def _run_epoch(self):
-        cfg, gan, be, xp = self.cfg, self.gan, self.be, self.be.xp
+        cfg, gan, be = self.cfg, self.gan, self.be
         epoch = self.epoch + 1                       # 1-based, as the momentum ramp counts
         gan.set_epoch(epoch)
         order = be.asarray(self._batch_order(epoch), dtype="int64")

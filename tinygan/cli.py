@@ -1,0 +1,45 @@
+"""Command-line helpers shared by the examples: one-line usage errors and checked numbers.
+
+argparse's own error prints the usage and the message on two lines; :class:`Parser` prints
+one line (and exits with status 2), as every tinygan command does for bad usage.
+"""
+
+import argparse
+import math
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line, exit status 2."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _number(text, kind, convert, ok):
+    try:
+        value = convert(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}")
+    return value
+
+
+def positive_int(text):
+    return _number(text, "a positive integer", int, lambda v: v >= 1)
+
+
+def non_negative_int(text):
+    return _number(text, "a non-negative integer", int, lambda v: v >= 0)
+
+
+def positive_float(text):
+    return _number(text, "a positive number", float, lambda v: v > 0 and math.isfinite(v))
+
+
+def unit_float(text):
+    return _number(text, "a number in (0, 1]", float, lambda v: 0 < v <= 1)
