@@ -324,12 +324,9 @@ def parzen_log_likelihood(test, samples, sigma, backend=None, batch_size=DEFAULT
     Raises:
         ConfigError: empty or non-finite inputs, dimension mismatch, sigma <= 0, bad sizes.
     """
-    be = _get_backend(backend)
-    dt = _compute_dtype(be, dtype)
     sigma = _sigma(sigma)
-    batch_size = _positive_int(batch_size, "batch_size")
-    sample_batch_size = _positive_int(sample_batch_size, "sample_batch_size", allow_none=True)
-    prep = _Samples(be, samples, dt)
+    be, dt, batch_size, sample_batch_size, prep = _setup(backend, dtype, batch_size,
+                                                         sample_batch_size, samples)
     x = _matrix(be, test, dt, "test")
     prep.check(x, "test")
     bar = _progress(progress, -(-x.shape[0] // min(batch_size, x.shape[0])),
@@ -378,15 +375,21 @@ def select_sigma(validation, samples, sigmas=None, backend=None, batch_size=DEFA
     Returns:
         (best_sigma, {sigma: mean log-likelihood on validation}) with Python floats.
     """
-    be = _get_backend(backend)
-    dt = _compute_dtype(be, dtype)
     sigmas = _sigma_list(sigmas)
-    batch_size = _positive_int(batch_size, "batch_size")
-    sample_batch_size = _positive_int(sample_batch_size, "sample_batch_size", allow_none=True)
-    prep = _Samples(be, samples, dt)
+    be, dt, batch_size, sample_batch_size, prep = _setup(backend, dtype, batch_size,
+                                                         sample_batch_size, samples)
     v = _matrix(be, validation, dt, "validation")
     prep.check(v, "validation")
     return _select(prep, v, sigmas, batch_size, sample_batch_size, progress)
+
+
+def _setup(backend, dtype, batch_size, sample_batch_size, samples):
+    """The checked arguments every entry point shares, and the prepared samples."""
+    be = _get_backend(backend)
+    dt = _compute_dtype(be, dtype)
+    batch_size = _positive_int(batch_size, "batch_size")
+    sample_batch_size = _positive_int(sample_batch_size, "sample_batch_size", allow_none=True)
+    return be, dt, batch_size, sample_batch_size, _Samples(be, samples, dt)
 
 
 def _select(prep, v, sigmas, batch_size, sample_batch_size, progress):
@@ -446,12 +449,9 @@ def parzen_evaluate(test, validation, samples, sigmas=None, backend=None, progre
     Returns:
         :class:`ParzenResult` (mean, stderr, sigma, per-sigma validation means, ...).
     """
-    be = _get_backend(backend)
-    dt = _compute_dtype(be, dtype)
     sigmas = _sigma_list(sigmas)
-    batch_size = _positive_int(batch_size, "batch_size")
-    sample_batch_size = _positive_int(sample_batch_size, "sample_batch_size", allow_none=True)
-    prep = _Samples(be, samples, dt)
+    be, dt, batch_size, sample_batch_size, prep = _setup(backend, dtype, batch_size,
+                                                         sample_batch_size, samples)
     v = _matrix(be, validation, dt, "validation")
     prep.check(v, "validation")
     x = _matrix(be, test, dt, "test")
