@@ -21,11 +21,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tinygan.cli import Parser  # noqa: E402
+from tinygan.cli import Parser, report_error  # noqa: E402
 from tinygan.backend import BACKENDS, get_backend  # noqa: E402
-from tinygan.checkpoint import load_checkpoint  # noqa: E402
+from tinygan.checkpoint import checkpoint_exists, load_checkpoint  # noqa: E402
 from tinygan.data import load_mnist  # noqa: E402
-from tinygan.errors import ConfigError, TinyGANError  # noqa: E402
+from tinygan.errors import CheckpointError, ConfigError, TinyGANError  # noqa: E402
 from tinygan.evaluate import parzen_evaluate  # noqa: E402
 from tinygan.network import paper_generator  # noqa: E402
 
@@ -35,6 +35,9 @@ def load_generator(path, backend):
     path = Path(path)
     if path.is_dir():
         path = path / "checkpoint"
+    elif not checkpoint_exists(path):
+        raise CheckpointError(f"no run directory or checkpoint at {path}: give the --out "
+                              "directory of examples/mnist.py (or its checkpoint)")
     arrays, meta = load_checkpoint(path)
     cfg = meta.get("config", {})
     G = paper_generator(noise_dim=cfg.get("noise_dim", 100), backend=backend)
@@ -123,8 +126,7 @@ def main(argv=None):
         if args.interpolation:
             print(f"interpolation: {interpolation(G, be, args.interpolation)}")
     except (TinyGANError, OSError) as exc:
-        print(f"evaluate.py: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 1
+        return report_error("evaluate.py", exc)
     return 0
 
 

@@ -20,7 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a checkout, uninstalled
 
-from tinygan.cli import Parser, non_negative_int, positive_float, positive_int  # noqa: E402
+from tinygan.cli import (Parser, non_negative_int, positive_float, positive_int,  # noqa: E402
+                         report_error)
 from tinygan.backend import BACKENDS  # noqa: E402
 from tinygan.errors import ConfigError, TinyGANError  # noqa: E402
 from tinygan.gan import SCHEDULES  # noqa: E402
@@ -110,9 +111,7 @@ def main(argv=None):
               f"{trainer.epoch} step {trainer.step}, out {args.out}", flush=True)
         trainer.run()
     except (TinyGANError, OSError) as exc:
-        one_line = " ".join(str(exc).split())           # one line, whatever the message holds
-        print(f"mnist.py: error: {one_line}", file=sys.stderr)
-        return 1
+        return report_error("mnist.py", exc)
     return 0
 
 

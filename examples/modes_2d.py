@@ -39,7 +39,7 @@ import numpy as np  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from tinygan.cli import Parser, positive_float, positive_int  # noqa: E402
+from tinygan.cli import Parser, positive_float, positive_int, report_error  # noqa: E402
 from tinygan.backend import BACKENDS, get_backend  # noqa: E402
 from tinygan.errors import TinyGANError  # noqa: E402
 from tinygan.gan import GAN  # noqa: E402
@@ -75,7 +75,8 @@ def parse_args(argv=None):
     p.add_argument("--eval-samples", type=positive_int, default=2500)
     p.add_argument("--plot-samples", type=positive_int, default=1000)
     p.add_argument("--backend", choices=BACKENDS, default="numpy")
-    p.add_argument("--image-dir", default="docs/images")
+    p.add_argument("--image-dir", default="runs/modes_2d",
+                   help="where the PNGs go (the README's: docs/images)")
     p.add_argument("--table-dir", default="runs/modes_2d")
     p.add_argument("--quiet", action="store_true", help="no per-run progress lines")
     return p.parse_args(argv)
@@ -233,8 +234,7 @@ def main(argv=None):
         for name in (("ring", "grid") if args.mixture == "both" else (args.mixture,)):
             run_mixture(name, args)
     except TinyGANError as exc:
-        print(f"modes_2d.py: error: {exc}", file=sys.stderr)
-        return 1
+        return report_error("modes_2d.py", exc)
     return 0
 
 

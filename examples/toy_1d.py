@@ -53,6 +53,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a checkout, uninstalled
 
+from tinygan.cli import report_error  # noqa: E402
 from tinygan.backend import BACKENDS, get_backend  # noqa: E402
 from tinygan.errors import TinyGANError  # noqa: E402
 from tinygan.gan import GAN  # noqa: E402
@@ -338,8 +339,7 @@ def main(argv=None):
         panels, grid = run(args)
         path = draw(panels, grid, args.out)
     except (TinyGANError, OSError) as exc:
-        print(f"toy_1d.py: error: {exc}", file=sys.stderr)
-        return 1
+        return report_error("toy_1d.py", exc)
     for p in panels:
         print(f"{p['title']:<42} JSD(p_data || p_g) = {p['jsd']:.4f}   E_m |D - D*| = "
               f"{p['gap']:.4f}   mean of p_g {p['mean']:+.3f} (data {DATA_MEAN:+.2f})")

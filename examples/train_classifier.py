@@ -42,7 +42,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a checkout, uninstalled
 
 from tinygan import __version__  # noqa: E402
-from tinygan.cli import Parser, positive_float, positive_int, unit_float  # noqa: E402
+from tinygan.cli import Parser, positive_float, positive_int, unit_float, report_error  # noqa: E402
 from tinygan.backend import BACKENDS, get_backend  # noqa: E402
 from tinygan.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from tinygan.classifier import Classifier, fit, load_classifier  # noqa: E402
@@ -139,8 +139,7 @@ def main(argv=None):
         try:
             return score_gan(args)
         except TinyGANError as exc:
-            print(f"train_classifier.py: error: {exc}", file=sys.stderr)
-            return 1
+            return report_error("train_classifier.py", exc)
     try:
         (tx, ty), (ex, ey), what = load_data(args)
         be = get_backend(args.backend, seed=args.seed)
@@ -170,8 +169,7 @@ def main(argv=None):
                 "tinygan_version": __version__}
         save_checkpoint(out / "checkpoint", arrays, meta)
     except TinyGANError as exc:
-        print(f"train_classifier.py: error: {exc}", file=sys.stderr)
-        return 1
+        return report_error("train_classifier.py", exc)
     print(f"accuracy on {what['eval']}: {100 * accuracies[-1]:.2f}%; "
           f"wrote {out / 'checkpoint'}.npz/.json")
     return 0

@@ -6,6 +6,7 @@ one line (and exits with status 2), as every tinygan command does for bad usage.
 
 import argparse
 import math
+import sys
 
 
 class Parser(argparse.ArgumentParser):
@@ -43,3 +44,9 @@ def positive_float(text):
 
 def unit_float(text):
     return _number(text, "a number in (0, 1]", float, lambda v: 0 < v <= 1)
+
+
+def report_error(prog, exc):
+    """Print ``prog: error: <message on one line>`` to stderr; return exit status 1."""
+    print(f"{prog}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+    return 1

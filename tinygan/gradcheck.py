@@ -138,13 +138,10 @@ def _named_params(module):
 def _freeze_dropout(module):
     """Freeze every Dropout mask in ``module``; returns [(layer, old flag)] for _thaw."""
     frozen = []
-    layers = getattr(module, "layers", [module])
-    for layer in layers:
-        sub = getattr(layer, "layers", None)
-        for item in (sub or [layer]):
-            if isinstance(item, Dropout):
-                frozen.append((item, item.fixed_mask))
-                item.fixed_mask = True
+    for layer in getattr(module, "layers", [module]):
+        if isinstance(layer, Dropout):
+            frozen.append((layer, layer.fixed_mask))
+            layer.fixed_mask = True
     return frozen
 
 

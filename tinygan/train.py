@@ -17,9 +17,7 @@ and at the end of each epoch, never inside a training step.
 """
 
 import dataclasses
-import json
 import math
-import os
 import signal
 import threading
 import time
@@ -137,6 +135,7 @@ class Trainer:
         self.progress = progress
         self.epoch = 0                                   # epochs completed
         self.step = 0                                    # training steps completed
+        self._saved_step = None                          # step of the last checkpoint written
         self.fixed_noise = self.gan.sample_noise(cfg.n_fixed_samples)
         self._make_out_dir()
         self.classifier = None
@@ -180,6 +179,7 @@ class Trainer:
                 "d_opt": {k: v for k, v in g.d_opt.state().items() if k != "arrays"},
                 "tinygan_version": __version__}
         save_checkpoint(self.checkpoint_path, self.state_arrays(), meta)
+        self._saved_step = self.step
 
     @classmethod
     def resume(cls, cfg, images, backend=None, progress=True, path=None):
@@ -215,6 +215,7 @@ class Trainer:
             opt.load_state(state, be.asarray)
         self.fixed_noise = be.asarray(arrays["fixed_noise"])
         self.step, self.epoch = int(meta["step"]), int(meta["epoch"])
+        self._saved_step = self.step                     # that checkpoint is on disk already
         g.step_count = self.step
         if be.name == "numpy" and meta.get("rng_state") and meta.get("backend") == "numpy":
             be.set_rng_state(meta["rng_state"])
@@ -245,7 +246,8 @@ class Trainer:
                     break
                 rows.append(row)
         self.interrupted = interrupt.requested
-        self.save()
+        if self._saved_step != self.step:          # stopped mid-epoch: each epoch saves itself
+            self.save()
         if self.interrupted:
             print(f"\ninterrupted at step {self.step}: checkpoint saved to "
                   f"{self.checkpoint_path}.npz; continue with --resume", flush=True)
@@ -366,11 +368,3 @@ class _DeferredInterrupt:
         for s, old in self._old.items():
             signal.signal(s, old)
         return False
-
-
-def write_config(path, cfg):
-    """The run's configuration as JSON (for people; the checkpoint holds its own copy)."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(dataclasses.asdict(cfg), f, indent=2)
-    os.replace(tmp, path)
