@@ -153,3 +153,12 @@ def test_checkpoint_loads_on_another_backend_instance(tmp_path):
     other = Trainer.resume(config(tmp_path, "h", max_steps=2), images(),
                            backend=get_backend("numpy", seed=99), progress=False)
     np.testing.assert_array_equal(params(other), params(t))
+
+
+def test_previous_checkpoint_is_the_epoch_before(tmp_path):
+    """Regression: run() saved again after the last epoch had saved, so checkpoint.prev held
+    the same step as checkpoint and the previous epoch's fallback was lost."""
+    Trainer(config(tmp_path, "p"), images(), progress=False).run()
+    _, current = load_checkpoint(tmp_path / "p" / "checkpoint")
+    _, previous = load_checkpoint(tmp_path / "p" / "checkpoint.prev")
+    assert (current["step"], previous["step"]) == (10, 5)
