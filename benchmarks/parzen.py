@@ -24,7 +24,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from tinygan.backend import get_backend  # noqa: E402
-from tinygan.evaluate import DEFAULT_BATCH_SIZE, parzen_log_likelihood  # noqa: E402
+from tinygan.tools.evaluate import DEFAULT_BATCH_SIZE, parzen_log_likelihood  # noqa: E402
 
 
 def bare_gemm(be, t, s, g, batch_size):

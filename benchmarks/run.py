@@ -30,7 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tinygan.backend import cupy_usable, get_backend  # noqa: E402
-from tinygan.train import TrainConfig, build_gan  # noqa: E402
+from tinygan.tools.train import TrainConfig, build_gan  # noqa: E402
 
 NOISE, HIDDEN, PIXELS, UNITS, PIECES = 100, 1200, 784, 240, 5
 

@@ -21,12 +21,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tinygan.cli import Parser, report_error  # noqa: E402
+from tinygan.tools.cli import Parser, report_error  # noqa: E402
 from tinygan.backend import BACKENDS, get_backend  # noqa: E402
-from tinygan.checkpoint import checkpoint_exists, load_checkpoint  # noqa: E402
-from tinygan.data import load_mnist  # noqa: E402
+from tinygan.tools.checkpoint import checkpoint_exists, load_checkpoint  # noqa: E402
+from tinygan.tools.data import load_mnist  # noqa: E402
 from tinygan.errors import CheckpointError, ConfigError, TinyGANError  # noqa: E402
-from tinygan.evaluate import parzen_evaluate  # noqa: E402
+from tinygan.tools.evaluate import parzen_evaluate  # noqa: E402
 from tinygan.network import paper_generator  # noqa: E402
 
 
@@ -71,7 +71,7 @@ def protocol(cfg, data_dir):
 
 def interpolation(G, backend, path, rows=8, steps=10, seed=0):
     """The paper's Figure 3: linear paths in z between random pairs of noise vectors."""
-    from tinygan.plot import save_interpolation_grid
+    from tinygan.tools.plot import save_interpolation_grid
     rng = np.random.default_rng(seed)
     d, r = G.layers[0].n_in, np.sqrt(3.0)
     a, b = rng.uniform(-r, r, (2, rows, d)).astype(np.float32)
@@ -112,8 +112,8 @@ def main(argv=None):
         report = {**result.as_dict(), "protocol": what, "epoch": meta.get("epoch"),
                   "step": meta.get("step")}
         if args.classifier:
-            from tinygan.classifier import load_classifier
-            from tinygan.metrics import sample_quality
+            from tinygan.tools.classifier import load_classifier
+            from tinygan.tools.metrics import sample_quality
             clf, _ = load_classifier(args.classifier, backend=be)
             q = sample_quality(samples, test, clf)
             print(f"classes covered: {q['classes_covered']}/10 {q['class_histogram']}; "

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a checkout, uninstalled
 
-from tinygan.cli import (Parser, non_negative_int, positive_float, positive_int,  # noqa: E402
+from tinygan.tools.cli import (Parser, non_negative_int, positive_float, positive_int,  # noqa: E402
                          report_error)
 from tinygan.backend import BACKENDS  # noqa: E402
 from tinygan.errors import ConfigError, TinyGANError  # noqa: E402
@@ -75,7 +75,7 @@ def parse_args(argv=None):
 
 
 def load_images(args):
-    from tinygan.data import load_mnist
+    from tinygan.tools.data import load_mnist
     images, _ = load_mnist(args.dataset, args.split, data_dir=args.data_dir,
                            progress=not args.no_progress)
     if args.limit is not None:
@@ -90,7 +90,7 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         from tinygan.backend import get_backend
-        from tinygan.train import Trainer, TrainConfig
+        from tinygan.tools.train import Trainer, TrainConfig
         backend = get_backend(args.backend, seed=args.seed)
         cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, objective=args.objective,
                           schedule=args.schedule, k=args.k, lr=args.lr, seed=args.seed,
@@ -100,7 +100,7 @@ def main(argv=None):
                           metrics_every=args.metrics_every)
         cfg.validate()
         images = load_images(args)
-        from tinygan.checkpoint import checkpoint_exists
+        from tinygan.tools.checkpoint import checkpoint_exists
         if not args.resume and checkpoint_exists(Path(args.out) / "checkpoint"):
             raise ConfigError(f"{args.out} already holds a run's checkpoint: add --resume to "
                               "continue it, or choose another --out")

@@ -5,7 +5,7 @@
     python examples/modes_2d.py --backend cupy
 
 Data: "ring" = 8 Gaussians of std 0.02 on a circle of radius 2; "grid" = 25 Gaussians of std
-0.05 on {-4, -2, 0, 2, 4}^2 (tinygan.metrics.ring_mixture / grid_mixture).
+0.05 on {-4, -2, 0, 2, 4}^2 (tinygan.tools.metrics.ring_mixture / grid_mixture).
 
 Settings: both generator objectives (nonsaturating -log D(G(z)), the paper's minimax
 log(1 - D(G(z)))) x the update schedules (simultaneous k = 1, alternating k = 1, alternating
@@ -16,7 +16,7 @@ steps of --batch-size samples (k = 5 uses 5 real batches per generator step). Th
 budget, ring 4,000 steps at lr 1e-3 and grid 8,000 steps at lr 3e-3, takes about 5 and 9
 minutes on two busy CPU cores.
 
-Metrics (tinygan.metrics.mode_metrics on --eval-samples samples, at --checkpoints evenly
+Metrics (tinygan.tools.metrics.mode_metrics on --eval-samples samples, at --checkpoints evenly
 spaced steps): modes covered (a mode counts when it holds >= 20% of its fair share N / K of
 high-quality samples), the fraction of high-quality samples (within 3 std of the nearest mode)
 and KL(p || uniform) of the high-quality samples' mode histogram.
@@ -39,12 +39,12 @@ import numpy as np  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from tinygan.cli import Parser, positive_float, positive_int, report_error  # noqa: E402
+from tinygan.tools.cli import Parser, positive_float, positive_int, report_error  # noqa: E402
 from tinygan.backend import BACKENDS, get_backend  # noqa: E402
 from tinygan.errors import TinyGANError  # noqa: E402
 from tinygan.gan import GAN  # noqa: E402
-from tinygan.plot import atomic_write  # noqa: E402
-from tinygan.metrics import MIXTURES, mode_metrics, sample_mixture  # noqa: E402
+from tinygan.tools.plot import atomic_write  # noqa: E402
+from tinygan.tools.metrics import MIXTURES, mode_metrics, sample_mixture  # noqa: E402
 from tinygan.network import mlp  # noqa: E402
 from tinygan.optim import Adam  # noqa: E402
 

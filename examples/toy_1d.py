@@ -53,7 +53,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a checkout, uninstalled
 
-from tinygan.cli import report_error  # noqa: E402
+from tinygan.tools.cli import report_error  # noqa: E402
 from tinygan.backend import BACKENDS, get_backend  # noqa: E402
 from tinygan.errors import TinyGANError  # noqa: E402
 from tinygan.gan import GAN  # noqa: E402

@@ -1,10 +1,10 @@
-"""Train the digit classifier that scores generated images (tinygan.metrics.sample_quality).
+"""Train the digit classifier that scores generated images (tinygan.tools.metrics.sample_quality).
 
     python examples/train_classifier.py --data-dir ../shared/data/mnist --out runs/classifier
     python examples/train_classifier.py --split train --out runs/classifier-train
     python examples/train_classifier.py --dataset fashion-mnist --out runs/classifier-fashion
 
-The network (tinygan.classifier.Classifier): 784 -> 512 ReLU -> 512 ReLU -> 10 logits, dropout
+The network (tinygan.tools.classifier.Classifier): 784 -> 512 ReLU -> 512 ReLU -> 10 logits, dropout
 (keep 0.8) after each hidden layer, softmax cross-entropy, Adam (lr 1e-3, decayed by --lr-decay
 per epoch), batch 100.
 
@@ -17,14 +17,14 @@ Which images (--dataset mnist):
 --dataset fashion-mnist: train on Fashion-MNIST's 60,000 training images, report on its
 10,000 test images (--split is ignored).
 
-Writes --out/checkpoint.npz/.json (tinygan.checkpoint): arrays "net/<name>", meta with the
+Writes --out/checkpoint.npz/.json (tinygan.tools.checkpoint): arrays "net/<name>", meta with the
 architecture, the data used, the accuracy and the loss history; load it with
-``tinygan.classifier.load_classifier``.
+``tinygan.tools.classifier.load_classifier``.
 
 Scoring a GAN instead of training (--score-gan): load the classifier saved in --out, rebuild
-the paper's generator from a tinygan.train.Trainer checkpoint (arrays "G/<name>", noise
+the paper's generator from a tinygan.tools.train.Trainer checkpoint (arrays "G/<name>", noise
 U(-sqrt 3, sqrt 3) in meta["config"]["noise_dim"] dimensions), draw --n-samples images and
-print tinygan.metrics.sample_quality against the classifier's held-out images (for the
+print tinygan.tools.metrics.sample_quality against the classifier's held-out images (for the
 offline MNIST default: test digits 8,000-9,999), next to the same scores for real images
 (the classifier's training images) as a reference:
 
@@ -42,13 +42,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a checkout, uninstalled
 
 from tinygan import __version__  # noqa: E402
-from tinygan.cli import Parser, positive_float, positive_int, unit_float, report_error  # noqa: E402
+from tinygan.tools.cli import Parser, positive_float, positive_int, unit_float, report_error  # noqa: E402
 from tinygan.backend import BACKENDS, get_backend  # noqa: E402
-from tinygan.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from tinygan.classifier import Classifier, fit, load_classifier  # noqa: E402
-from tinygan.data import load_mnist  # noqa: E402
+from tinygan.tools.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from tinygan.tools.classifier import Classifier, fit, load_classifier  # noqa: E402
+from tinygan.tools.data import load_mnist  # noqa: E402
 from tinygan.errors import TinyGANError  # noqa: E402
-from tinygan.metrics import sample_quality  # noqa: E402
+from tinygan.tools.metrics import sample_quality  # noqa: E402
 from tinygan.network import paper_generator  # noqa: E402
 
 OFFLINE_TRAIN = 8000        # --split test: train on test digits [0, 8000), report on [8000, 10000)
@@ -160,7 +160,7 @@ def main(argv=None):
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         arrays = {f"net/{name}": be.to_numpy(p).copy() for name, p in clf.state().items()}
-        meta = {"kind": "tinygan.classifier.Classifier", "architecture": clf.config,
+        meta = {"kind": "tinygan.tools.classifier.Classifier", "architecture": clf.config,
                 "dataset": args.dataset, "trained_on": what["train"],
                 "evaluated_on": what["eval"], "accuracy": accuracies[-1],
                 "accuracy_per_epoch": accuracies, "loss_per_epoch": losses,

@@ -1,4 +1,4 @@
-"""Tests of tinygan.checkpoint: round trips, every bad file, crash safety, fuzzing."""
+"""Tests of tinygan.tools.checkpoint: round trips, every bad file, crash safety, fuzzing."""
 
 import hashlib
 import io
@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import tinygan
-from tinygan import checkpoint as ck
-from tinygan.checkpoint import (FORMAT_VERSION, check_compatible, checkpoint_exists,
+from tinygan.tools import checkpoint as ck
+from tinygan.tools.checkpoint import (FORMAT_VERSION, check_compatible, checkpoint_exists,
                                 load_checkpoint, save_checkpoint)
 from tinygan.errors import CheckpointError
 
@@ -337,7 +337,7 @@ def test_crash_at_every_step_twice(tmp_path, monkeypatch, first):
 CHILD = """
 import os, sys, time
 import numpy as np
-from tinygan.checkpoint import save_checkpoint
+from tinygan.tools.checkpoint import save_checkpoint
 base, n = sys.argv[1], int(sys.argv[2])
 def slow(op):  # widen the windows between the renames so that kills land in each
     return lambda *args: (time.sleep(0.003), op(*args))[1]

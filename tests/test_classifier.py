@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from tinygan import get_backend
-from tinygan.checkpoint import save_checkpoint
-from tinygan.classifier import (Classifier, fit, load_classifier, log_softmax, softmax,
+from tinygan.tools.checkpoint import save_checkpoint
+from tinygan.tools.classifier import (Classifier, fit, load_classifier, log_softmax, softmax,
                                 softmax_cross_entropy)
 from tinygan.errors import CheckpointError, ConfigError
 from tinygan.layers import Dropout

@@ -1,4 +1,4 @@
-"""Tests of tinygan.data: the IDX reader, the search order, downloads from a local server."""
+"""Tests of tinygan.tools.data: the IDX reader, the search order, downloads from a local server."""
 
 import gzip
 import hashlib
@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinygan import data
-from tinygan.data import DataError, find_file, load_mnist, read_idx, write_idx
+from tinygan.tools import data
+from tinygan.tools.data import DataError, find_file, load_mnist, read_idx, write_idx
 
 SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")

@@ -12,11 +12,11 @@ from scipy.special import logsumexp
 
 from tinygan import get_backend
 from tinygan.errors import ConfigError
-from tinygan.evaluate import (ParzenResult, mean_and_stderr, nearest_neighbours,
+from tinygan.tools.evaluate import (ParzenResult, mean_and_stderr, nearest_neighbours,
                               paper_sigmas, parzen_evaluate, parzen_log_likelihood,
                               select_sigma)
 
-MODULE = Path(__file__).resolve().parents[1] / "tinygan" / "evaluate.py"
+MODULE = Path(__file__).resolve().parents[1] / "tinygan" / "tools" / "evaluate.py"
 MNIST_T10K = (Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
               / "t10k-images-idx3-ubyte.gz")
 

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from conftest import MNIST_DIR, REPO
-from tinygan import data as data_mod
-from tinygan.checkpoint import load_checkpoint
-from tinygan.data import write_idx
+from tinygan.tools import data as data_mod
+from tinygan.tools.checkpoint import load_checkpoint
+from tinygan.tools.data import write_idx
 
 sys.path.insert(0, str(REPO / "examples"))
 import mnist as example  # noqa: E402

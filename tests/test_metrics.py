@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from tinygan import get_backend
-from tinygan.classifier import Classifier, fit
+from tinygan.tools.classifier import Classifier, fit
 from tinygan.errors import ConfigError
-from tinygan.metrics import (MetricError, class_histogram, classes_covered, feature_statistics,
+from tinygan.tools.metrics import (MetricError, class_histogram, classes_covered, feature_statistics,
                              frechet_distance, frechet_distance_from_statistics, grid_mixture,
                              inception_score, mode_metrics, ring_mixture, sample_mixture,
                              sample_quality)
@@ -189,7 +189,7 @@ def test_frechet_distance_errors(monkeypatch):
 def mnist_and_classifier():
     if not MNIST_DIR.is_dir():
         pytest.skip(f"shared MNIST data not found at {MNIST_DIR}")
-    from tinygan.data import load_mnist
+    from tinygan.tools.data import load_mnist
     x, y = load_mnist("mnist", "test", data_dir=MNIST_DIR, download=False)
     be = get_backend("numpy", seed=0)
     # a small, quickly trained classifier is enough to test the metrics' behaviour

@@ -1,4 +1,4 @@
-"""tinygan.plot: exact grid layout, PNGs that read back, the metrics log round trip."""
+"""tinygan.tools.plot: exact grid layout, PNGs that read back, the metrics log round trip."""
 
 import math
 import os
@@ -8,7 +8,7 @@ import pytest
 from matplotlib.image import imread
 
 from tinygan.errors import ConfigError, DataError
-from tinygan.plot import (append_history, image_grid, read_history, save_interpolation_grid,
+from tinygan.tools.plot import (append_history, image_grid, read_history, save_interpolation_grid,
                           save_loss_curves, save_nearest_neighbour_grid, save_sample_grid)
 
 
@@ -118,7 +118,7 @@ def test_png_functions_reject_bad_input(tmp_path):
 
 
 def test_failed_write_leaves_no_temp_file(tmp_path, monkeypatch):
-    import tinygan.plot as plot
+    import tinygan.tools.plot as plot
 
     def broken(f, *args, **kwargs):
         f.write(b"half a png")

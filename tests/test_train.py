@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from tinygan import get_backend
-from tinygan.checkpoint import load_checkpoint, save_checkpoint
+from tinygan.tools.checkpoint import load_checkpoint, save_checkpoint
 from tinygan.errors import CheckpointError, ConfigError, TrainingDiverged
-from tinygan.train import TrainConfig, Trainer
+from tinygan.tools.train import TrainConfig, Trainer
 
 
 def images(n=100, seed=0):

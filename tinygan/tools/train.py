@@ -25,15 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .backend import get_backend
+from .. import __version__
+from ..backend import get_backend
 from .checkpoint import check_compatible, checkpoint_exists, load_checkpoint, save_checkpoint
-from .errors import CheckpointError, ConfigError, TrainingDiverged
+from ..errors import CheckpointError, ConfigError, TrainingDiverged
 from .evaluate import nearest_neighbours
-from .gan import GAN, SCHEDULES
-from .losses import OBJECTIVES
-from .network import paper_discriminator, paper_generator
-from .optim import SGD, MomentumRamp
+from ..gan import GAN, SCHEDULES
+from ..losses import OBJECTIVES
+from ..network import paper_discriminator, paper_generator
+from ..optim import SGD, MomentumRamp
 from .plot import (append_history, read_history, save_loss_curves, save_nearest_neighbour_grid,
                    save_sample_grid)
 

@@ -39,7 +39,7 @@ from matplotlib.figure import Figure
 from matplotlib.image import imsave
 from matplotlib.ticker import MaxNLocator
 
-from .errors import ConfigError, DataError
+from ..errors import ConfigError, DataError
 
 FRAME_COLOR = (1.0, 0.8, 0.0)   # the neighbours' frame: a strong yellow, as in the paper's Fig. 2
 _TITLE_PX = 30                  # height of the title band, in pixels

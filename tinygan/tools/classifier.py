@@ -1,5 +1,5 @@
 """A digit classifier built from tinygan's own layers, to score generated images
-(``tinygan.metrics.sample_quality``).
+(``tinygan.tools.metrics.sample_quality``).
 
     x (N, 784) -> Linear 512 + ReLU -> Dropout -> Linear 512 + ReLU -> Dropout
                -> Linear 10 -> logits
@@ -15,16 +15,16 @@ Softmax cross-entropy on logits l (N, C) with integer labels y (N,):
 
 Like every compute module this one imports neither numpy nor cupy: arrays come from the
 backend. ``load_classifier`` reads a checkpoint written by ``examples/train_classifier.py``
-through ``tinygan.checkpoint`` (imported inside it).
+through ``tinygan.tools.checkpoint`` (imported inside it).
 """
 
 import math
 
-from .backend import array_module, default_backend
-from .errors import ConfigError, TrainingDiverged
-from .layers import Dropout, Linear, ReLU
-from .network import Sequential
-from .optim import Adam
+from ..backend import array_module, default_backend
+from ..errors import ConfigError, TrainingDiverged
+from ..layers import Dropout, Linear, ReLU
+from ..network import Sequential
+from ..optim import Adam
 
 __all__ = ["log_softmax", "softmax", "softmax_cross_entropy", "Classifier", "fit",
            "load_classifier"]
@@ -235,7 +235,7 @@ def load_classifier(path, backend=None):
     (arrays "net/<name>", meta["architecture"] = Classifier.config). Returns
     (classifier, meta)."""
     from .checkpoint import load_checkpoint
-    from .errors import CheckpointError
+    from ..errors import CheckpointError
     arrays, meta = load_checkpoint(path)
     arch = meta.get("architecture")
     if not isinstance(arch, dict):

@@ -41,8 +41,8 @@ Cost: the GEMM plus four light passes over each block. On a 2-core CPU (NumPy, f
 import math
 from dataclasses import dataclass, field
 
-from .backend import Backend, default_backend, get_backend
-from .errors import ConfigError
+from ..backend import Backend, default_backend, get_backend
+from ..errors import ConfigError
 
 DEFAULT_BATCH_SIZE = 1024
 

@@ -26,7 +26,7 @@ import zlib
 
 import numpy as np
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 FORMAT_VERSION = 1
 _NUMERIC_KINDS = "biufc"  # bool, int, uint, float, complex
@@ -118,7 +118,7 @@ def save_checkpoint(path, arrays, meta):
         raise CheckpointError(f"cannot write checkpoint {base!r}: directory {directory!r} "
                               "does not exist or is not a directory")
     try:
-        from . import __version__ as version
+        from .. import __version__ as version
     except ImportError:
         version = None
     try:

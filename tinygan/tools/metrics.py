@@ -27,7 +27,7 @@ al. 2018):
   over the K modes from the uniform u_k = 1/K, in nats; 0 when the high-quality samples are
   spread evenly, log K when they all sit on one mode; nan when there is no high-quality sample.
 
-Sample quality through a classifier (``tinygan.classifier.Classifier``)
+Sample quality through a classifier (``tinygan.tools.classifier.Classifier``)
 ------------------------------------------------------------------------
 * ``class_histogram``: how many samples the classifier puts in each class (arg-max);
   ``classes_covered``: classes holding at least ``min_share`` (0.2) of the fair share N / C.
@@ -45,8 +45,8 @@ import math
 import warnings
 from collections import namedtuple
 
-from .backend import array_module
-from .errors import ConfigError, TinyGANError
+from ..backend import array_module
+from ..errors import ConfigError, TinyGANError
 
 __all__ = ["Mixture2D", "ring_mixture", "grid_mixture", "MIXTURES", "sample_mixture",
            "mode_metrics", "class_histogram", "classes_covered", "inception_score",
@@ -255,7 +255,7 @@ def frechet_distance_from_statistics(mu1, s1, mu2, s2, imag_tol=1e-3):
 
 
 def sample_quality(samples, real_images, classifier, batch_size=1000, min_share=DEFAULT_MIN_SHARE):
-    """Score generated images with a trained :class:`tinygan.classifier.Classifier`.
+    """Score generated images with a trained :class:`tinygan.tools.classifier.Classifier`.
 
     samples:     (N, 784) generated images in [0, 1] (host or backend array).
     real_images: (M, 784) real images to compare with (e.g. 2,000 held-out test digits).
