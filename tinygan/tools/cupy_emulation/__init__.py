@@ -1,0 +1,644 @@
+"""An emulation of CuPy for tests: computes with NumPy, enforces the CuPy rules that break ported
+NumPy code, and counts host synchronisations and kernel launches.
+
+It is a test double, not a backend: tinygan's core never imports it. It is injected by
+installing the emulated module as ``cupy``:
+
+    from tinygan.tools import cupy_emulation as emu
+    with emu.installed(14) as cupy:            # sys.modules["cupy"] is the emulation
+        be = get_backend("cupy")                # tinygan's own code path for CuPy
+        with emu.counting() as c:
+            gan.train_step(real)
+        c.syncs, c.launches, c.h2d             # lists of (what, "file:line")
+
+or, for a subprocess, ``env=emu.subprocess_env(14)`` (puts a ``cupy`` shim on PYTHONPATH and
+sets ``TINYGAN_CUPY_EMULATION=14``).
+
+The rules (CuPy 14, names and keyword arguments from ``cupy14_api.json``, a snapshot of the
+real module made by ``snapshot.py``):
+  - arrays are not numpy.ndarray; implicit conversion to NumPy (``np.asarray``, ``np.testing``,
+    matplotlib, ``np.lib.format``) raises TypeError; ``cupy.asnumpy`` and ``.get()`` convert;
+  - a ufunc or operator mixing a device array with a non-scalar numpy.ndarray raises TypeError;
+  - only names CuPy has exist (module functions, ``random.Generator`` methods, ndarray
+    attributes), and their keyword arguments are checked; the bit generator has no state dict;
+  - reductions and scalar indexing return 0-d device arrays;
+  - rules=13 adds CuPy 13's ``matmul(..., out=)`` failure when an operand or ``out`` is 1-D
+    (``ValueError: axes don't match array``).
+"""
+
+import contextlib
+import json
+import os
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+SHIM = HERE / "shim"
+ENV = "TINYGAN_CUPY_EMULATION"
+RULES = (13, 14)
+API = json.loads((HERE / "cupy14_api.json").read_text())
+_NUMPY_DIR = str(Path(np.__file__).resolve().parent)
+_HERE_STR = str(HERE)
+
+
+# --- counting ---------------------------------------------------------------------------------
+class Counters:
+    """Events recorded while counting: each a (what, "file:line") pair of the caller's site."""
+
+    def __init__(self):
+        self.syncs, self.launches, self.h2d = [], [], []
+
+    def __repr__(self):
+        return (f"Counters(syncs={len(self.syncs)}, launches={len(self.launches)}, "
+                f"h2d={len(self.h2d)})")
+
+    def by_site(self, kind="launches"):
+        out = {}
+        for what, site in getattr(self, kind):
+            out.setdefault(site, []).append(what)
+        return out
+
+
+class _State:
+    rules = 14
+    counters = []          # stack of active Counters
+
+
+STATE = _State()
+
+
+def _site():
+    f = sys._getframe(2)
+    while f is not None:
+        fn = f.f_code.co_filename
+        if not (fn.startswith(_HERE_STR) or fn.startswith(_NUMPY_DIR) or fn.startswith("<")):
+            return f"{os.path.relpath(fn)}:{f.f_lineno}"
+        f = f.f_back
+    return "?"
+
+
+def _record(kind, what):
+    if STATE.counters:
+        site = _site()
+        for c in STATE.counters:
+            getattr(c, kind).append((what, site))
+
+
+@contextlib.contextmanager
+def counting():
+    """Count syncs, launches and host-to-device copies made inside the block."""
+    c = Counters()
+    STATE.counters.append(c)
+    try:
+        yield c
+    finally:
+        STATE.counters.remove(c)
+
+
+# --- arrays -----------------------------------------------------------------------------------
+_IMPLICIT = ("Implicit conversion to a NumPy array is not allowed. Please use `.get()` to "
+             "construct a NumPy array explicitly.")
+
+
+def _host_check(x):
+    if isinstance(x, np.ndarray) and x.ndim > 0:
+        raise TypeError(f"Unsupported type {type(x)}")
+
+
+def _unwrap(x, host_ok=False):
+    """Device arrays -> their NumPy buffer; a non-scalar numpy.ndarray raises unless host_ok."""
+    if isinstance(x, ndarray):
+        return x._a
+    if isinstance(x, (list, tuple)):
+        return type(x)(_unwrap(v, host_ok) for v in x)
+    if not host_ok:
+        _host_check(x)
+    return x
+
+
+def _wrap(r):
+    if isinstance(r, np.ndarray):
+        return ndarray._of(r)
+    if isinstance(r, np.generic):
+        return ndarray._of(np.asarray(r))
+    if isinstance(r, tuple):
+        return tuple(_wrap(v) for v in r)
+    return r
+
+
+def _basic_key(key):
+    key = key if isinstance(key, tuple) else (key,)
+    return all(k is None or k is Ellipsis or isinstance(k, (slice, int, np.integer))
+               and not isinstance(k, bool) for k in key), key
+
+
+def _index(key):
+    """Index components to NumPy; host arrays or lists in an index are copied to the device."""
+    key = key if isinstance(key, tuple) else (key,)
+    out = []
+    for k in key:
+        if isinstance(k, ndarray):
+            out.append(k._a)
+        elif isinstance(k, (np.ndarray, list)):
+            _record("h2d", "index")
+            out.append(np.asarray(k))
+        else:
+            out.append(k)
+    return tuple(out)
+
+
+_VIEW_METHODS = {"reshape", "view", "transpose", "swapaxes", "squeeze", "diagonal"}
+_SYNC_METHODS = {"item", "tolist", "tobytes", "tofile", "dump", "dumps"}
+_NDARRAY_ATTRS = set(API["ndarray"])
+
+
+class ndarray:
+    """A device array of the emulation: a NumPy buffer behind CuPy's rules."""
+
+    __slots__ = ("_a",)
+    __array_priority__ = 100
+    __hash__ = None
+
+    def __init__(self, shape, dtype=float, memptr=None, strides=None, order="C"):
+        self._a = np.empty(shape, dtype=dtype, order=order)
+
+    @classmethod
+    def _of(cls, a):
+        obj = object.__new__(cls)
+        obj._a = a
+        return obj
+
+    # metadata (no device work)
+    shape = property(lambda self: self._a.shape)
+    ndim = property(lambda self: self._a.ndim)
+    size = property(lambda self: self._a.size)
+    dtype = property(lambda self: self._a.dtype)
+    itemsize = property(lambda self: self._a.itemsize)
+    nbytes = property(lambda self: self._a.nbytes)
+    strides = property(lambda self: self._a.strides)
+    flags = property(lambda self: self._a.flags)
+    T = property(lambda self: ndarray._of(self._a.T))
+    mT = property(lambda self: ndarray._of(self._a.mT))
+    real = property(lambda self: ndarray._of(self._a.real))
+    imag = property(lambda self: ndarray._of(self._a.imag))
+    base = property(lambda self: None if self._a.base is None else ndarray._of(self._a.base))
+    device = property(lambda self: _Device(0))
+
+    def __len__(self):
+        return len(self._a)
+
+    def __iter__(self):
+        for i in range(len(self._a)):
+            yield self[i]
+
+    # host conversion: explicit only, and each one a synchronisation
+    def __array__(self, *args, **kwargs):
+        raise TypeError(_IMPLICIT)
+
+    def get(self, stream=None, order="C", out=None, blocking=True):
+        _record("syncs", "get")
+        if out is not None:
+            out[...] = self._a
+            return out
+        return np.array(self._a, order=order)
+
+    def set(self, arr, stream=None):
+        _record("h2d", "set")
+        self._a[...] = arr
+
+    def _sync(self, what):
+        _record("syncs", what)
+        return self._a
+
+    def __float__(self):
+        return float(self._sync("float()"))
+
+    def __int__(self):
+        return int(self._sync("int()"))
+
+    def __complex__(self):
+        return complex(self._sync("complex()"))
+
+    def __bool__(self):
+        return bool(self._sync("bool()"))
+
+    def __repr__(self):
+        return repr(self._sync("repr()"))
+
+    def __str__(self):
+        return str(self._sync("str()"))
+
+    def __format__(self, spec):
+        return format(self._sync("format()")[()] if self._a.ndim == 0 else self._a, spec)
+
+    # NumPy protocols: ufuncs and functions CuPy has run on the device; the rest fail
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        if method != "__call__" or API["module"].get(ufunc.__name__, {}).get("kind") != "ufunc":
+            return NotImplemented
+        return _ufunc(ufunc.__name__)(*inputs, **kwargs)
+
+    def __array_function__(self, func, types, args, kwargs):
+        name = func.__name__
+        if API["module"].get(name, {}).get("kind") not in ("function", "ufunc"):
+            return NotImplemented
+        try:
+            fn = getattr(MODULE, name)
+        except AttributeError:
+            return NotImplemented
+        return fn(*args, **kwargs)
+
+    # indexing
+    def __getitem__(self, key):
+        basic, k = _basic_key(key)
+        if basic:
+            if Ellipsis not in k:
+                k = k + (Ellipsis,)            # scalar indexing -> a 0-d view, as in CuPy
+            return ndarray._of(self._a[k])
+        _record("launches", "take")
+        return ndarray._of(np.asarray(self._a[_index(key)]))
+
+    def __setitem__(self, key, value):
+        if isinstance(value, np.ndarray) and value.ndim > 0:
+            _record("h2d", "setitem")
+        _record("launches", "setitem")
+        basic, k = _basic_key(key)
+        self._a[k if basic else _index(key)] = _unwrap(value, host_ok=True)
+
+    # methods: only those CuPy's ndarray has
+    def __getattr__(self, name):
+        if name not in _NDARRAY_ATTRS or name.startswith("_"):
+            raise AttributeError(f"'cupy.ndarray' object has no attribute {name!r}")
+        attr = getattr(self._a, name, None)
+        if attr is None:
+            raise AttributeError(f"cupy.ndarray.{name}: in CuPy 14 but not emulated")
+        if not callable(attr):
+            return _wrap(attr)
+
+        def method(*args, **kwargs):
+            if name in _SYNC_METHODS:
+                _record("syncs", name)
+            elif name not in _VIEW_METHODS:
+                _record("launches", name)
+            out = kwargs.get("out")
+            r = attr(*_unwrap(args), **{k: _unwrap(v) for k, v in kwargs.items()})
+            if name in _SYNC_METHODS:
+                return r
+            return out if isinstance(out, ndarray) else _wrap(r)
+        return method
+
+    def astype(self, dtype, order="K", casting=None, subok=None, copy=True):
+        if not copy and np.dtype(dtype) == self._a.dtype:
+            return self
+        _record("launches", "astype")
+        return ndarray._of(self._a.astype(dtype, order=order))
+
+    def copy(self, order="C"):
+        _record("launches", "copy")
+        return ndarray._of(self._a.copy(order=order))
+
+    def reshape(self, *shape, order="C"):
+        return ndarray._of(self._a.reshape(*shape, order=order))
+
+
+ndarray.__module__ = "cupy"
+ndarray.__qualname__ = "ndarray"
+
+
+def _operator(ufunc_name, reflected=False, inplace=False):
+    def op(self, other):
+        if inplace:
+            _ufunc(ufunc_name)(self, other, out=self)
+            return self
+        return _ufunc(ufunc_name)(*((other, self) if reflected else (self, other)))
+    return op
+
+
+_BINARY = {"add": "add", "sub": "subtract", "mul": "multiply", "truediv": "true_divide",
+           "floordiv": "floor_divide", "mod": "remainder", "pow": "power", "matmul": "matmul",
+           "and": "bitwise_and", "or": "bitwise_or", "xor": "bitwise_xor",
+           "lshift": "left_shift", "rshift": "right_shift"}
+for _d, _u in _BINARY.items():
+    setattr(ndarray, f"__{_d}__", _operator(_u))
+    setattr(ndarray, f"__r{_d}__", _operator(_u, reflected=True))
+    if _d != "matmul":
+        setattr(ndarray, f"__i{_d}__", _operator(_u, inplace=True))
+for _d, _u in {"lt": "less", "le": "less_equal", "gt": "greater", "ge": "greater_equal",
+               "eq": "equal", "ne": "not_equal"}.items():
+    setattr(ndarray, f"__{_d}__", _operator(_u))
+for _d, _u in {"neg": "negative", "pos": "positive", "abs": "absolute", "invert": "invert"}.items():
+    setattr(ndarray, f"__{_d}__", lambda self, _u=_u: _ufunc(_u)(self))
+
+
+# --- module functions ---------------------------------------------------------------------------
+def _check_kwargs(qualname, params, kwargs):
+    if params is None or any(p.startswith("**") for p in params):
+        return
+    allowed = {p.lstrip("*") for p in params if not p.startswith("*")}
+    for k in kwargs:
+        if k not in allowed:
+            raise TypeError(f"{qualname}() got an unexpected keyword argument {k!r}")
+
+
+_UFUNC_KWARGS = {"out", "dtype", "casting"}
+_UFUNCS = {}
+
+
+def _ufunc(name):
+    if name not in _UFUNCS:
+        _UFUNCS[name] = _Ufunc(name)
+    return _UFUNCS[name]
+
+
+class _Ufunc:
+    def __init__(self, name):
+        self.__name__ = name
+        self._np = getattr(np, name)
+
+    def __repr__(self):
+        return f"<ufunc 'cupy_{self.__name__}'>"
+
+    def __call__(self, *args, **kwargs):
+        name = self.__name__
+        allowed = _UFUNC_KWARGS if name != "matmul" else \
+            {p for p in API["module"].get("matmul", {}).get("params") or () if not p.startswith("*")} | _UFUNC_KWARGS
+        for k in kwargs:
+            if k not in allowed:
+                raise TypeError(f"Wrong arguments {{{k!r}}}" if name != "matmul"
+                                else f"matmul() got an unexpected keyword argument {k!r}")
+        out = kwargs.get("out")
+        if isinstance(out, tuple):
+            out = out[0] if len(out) == 1 else out
+            kwargs["out"] = out
+        if out is not None and not isinstance(out, ndarray):
+            raise TypeError(f"Output arguments must be cupy arrays, got {type(out)}")
+        if name == "matmul" and out is not None and STATE.rules == 13 and \
+                any(getattr(a, "ndim", 0) == 1 for a in (*args, out)):
+            raise ValueError("axes don't match array")     # CuPy 13's GUFunc path
+        a = [_unwrap(x) for x in args]
+        _record("launches", name)
+        r = self._np(*a, **{k: _unwrap(v) for k, v in kwargs.items()})
+        return out if out is not None else _wrap(r)
+
+
+_NO_LAUNCH = {"empty", "empty_like", "shape", "ndim", "size", "result_type", "can_cast",
+              "reshape", "transpose", "swapaxes", "squeeze", "expand_dims", "broadcast_to",
+              "atleast_1d", "atleast_2d", "isscalar", "iscomplexobj", "min_scalar_type",
+              "promote_types", "may_share_memory", "shares_memory"}
+
+
+def _function(name):
+    params = API["module"][name].get("params")
+    fn_np = getattr(np, name, None)
+    if fn_np is None:
+        return None
+
+    def fn(*args, **kwargs):
+        _check_kwargs(name, params, kwargs)
+        if name not in _NO_LAUNCH:
+            _record("launches", name)
+        out = kwargs.get("out")
+        r = fn_np(*_unwrap(args), **{k: _unwrap(v) for k, v in kwargs.items()})
+        return out if isinstance(out, ndarray) else _wrap(r)
+    fn.__name__ = name
+    return fn
+
+
+def asarray(a, dtype=None, order=None, *, copy=None, blocking=False):
+    if isinstance(a, ndarray):
+        if dtype is None or np.dtype(dtype) == a.dtype:
+            return a
+        _record("launches", "astype")
+        return ndarray._of(a._a.astype(dtype))
+    _record("h2d", "asarray")
+    return ndarray._of(np.array(_unwrap(a, host_ok=True), dtype=dtype, order=order or "K"))
+
+
+def array(obj, dtype=None, copy=True, order="K", subok=False, ndmin=0, *, blocking=False):
+    if isinstance(obj, ndarray):
+        _record("launches", "copy")
+        return ndarray._of(np.array(obj._a, dtype=dtype, order=order, ndmin=ndmin))
+    _record("h2d", "array")
+    return ndarray._of(np.array(_unwrap(obj, host_ok=True), dtype=dtype, order=order, ndmin=ndmin))
+
+
+def ascontiguousarray(a, dtype=None):
+    if isinstance(a, ndarray):
+        if a._a.flags.c_contiguous and (dtype is None or np.dtype(dtype) == a.dtype):
+            return a
+        _record("launches", "copy")
+        return ndarray._of(np.ascontiguousarray(a._a, dtype=dtype))
+    return asarray(np.ascontiguousarray(a, dtype=dtype))
+
+
+def asnumpy(a, stream=None, order="C", out=None, blocking=True):
+    if isinstance(a, ndarray):
+        return a.get(order=order, out=out)
+    return np.asarray(a, order=order)
+
+
+def get_array_module(*args):
+    return MODULE if any(isinstance(a, ndarray) for a in args) else np
+
+
+def copyto(dst, src, casting="same_kind", where=None):
+    if not isinstance(dst, ndarray):
+        raise TypeError(f"Unsupported type {type(dst)}")
+    _record("launches", "copyto")
+    np.copyto(dst._a, _unwrap(src), casting=casting,
+              **({} if where is None else {"where": _unwrap(where)}))
+
+
+# --- random --------------------------------------------------------------------------------------
+class BitGenerator:
+    def __init__(self, seed=None, *, size=-1):
+        if isinstance(seed, Generator):
+            seed = seed.bit_generator
+        if isinstance(seed, BitGenerator):
+            self._seq = seed._seq
+        else:
+            self._seq = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+
+    def state(self):
+        """A device pointer in CuPy (an int): there is no restorable state dict."""
+        return id(self)
+
+    def random_raw(self, size=None, out=False):
+        _record("launches", "random_raw")
+        return ndarray._of(np.random.Generator(np.random.PCG64(self._seq)).integers(
+            0, 2 ** 32, size=size, dtype=np.uint64))
+
+
+class XORWOW(BitGenerator):
+    pass
+
+
+class Generator:
+    def __init__(self, bit_generator):
+        self.bit_generator = bit_generator
+        self._np = np.random.Generator(np.random.PCG64(bit_generator._seq))
+
+    def __getattr__(self, name):
+        if name.startswith("_") or name not in API["Generator"]:
+            raise AttributeError(f"'cupy.random._generator_api.Generator' object has no "
+                                 f"attribute {name!r}")
+        params = API["Generator"][name]
+        fn_np = getattr(self._np, name)
+
+        def draw(*args, **kwargs):
+            _check_kwargs(f"Generator.{name}", params, kwargs)
+            _record("launches", f"random.{name}")
+            dtype = kwargs.pop("dtype", None)
+            out = kwargs.pop("out", None)
+            try:
+                r = fn_np(*args, **kwargs, **({} if dtype is None else {"dtype": dtype}))
+            except TypeError:
+                r = fn_np(*args, **kwargs)
+                r = np.asarray(r).astype(dtype) if dtype is not None else r
+            if out is not None:
+                out._a[...] = r
+                return out
+            return _wrap(np.asarray(r))
+        return draw
+
+
+def default_rng(seed=None):
+    return Generator(XORWOW(seed))
+
+
+# --- cuda ------------------------------------------------------------------------------------------
+class _Stream:
+    def synchronize(self):
+        _record("syncs", "stream.synchronize")
+
+
+class _Device:
+    def __init__(self, device=None):
+        self.id = 0 if device is None else int(device)
+        self.compute_capability = "90"
+
+    def synchronize(self):
+        _record("syncs", "device.synchronize")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def __repr__(self):
+        return f"<CUDA Device {self.id}>"
+
+
+DEVICE_NAME = "CuPy emulation (NumPy on the host)"
+
+
+def _cuda_module():
+    cuda = types.ModuleType("cupy.cuda")
+    cuda.is_available = lambda: True
+    cuda.get_current_stream = lambda device=None: _Stream()
+    cuda.Device = _Device
+    cuda.Stream = _Stream
+    rt = types.ModuleType("cupy.cuda.runtime")
+    rt.getDeviceProperties = lambda device: {"name": DEVICE_NAME.encode(), "major": 0, "minor": 0,
+                                             "totalGlobalMem": 0, "multiProcessorCount": 0}
+    rt.getDeviceCount = lambda: 1
+    rt.runtimeGetVersion = lambda: 0
+    rt.driverGetVersion = lambda: 0
+    cuda.runtime = rt
+    cuda.EMULATED = True
+    return cuda
+
+
+# --- the module ------------------------------------------------------------------------------------
+_SPECIAL = {"ndarray": ndarray, "asarray": asarray, "array": array, "asnumpy": asnumpy,
+            "ascontiguousarray": ascontiguousarray, "get_array_module": get_array_module,
+            "copyto": copyto}
+
+
+class _Module(types.ModuleType):
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        entry = self._api.get(name)
+        if entry is None:
+            raise AttributeError(f"module {self.__name__!r} has no attribute {name!r}")
+        kind = entry["kind"]
+        if kind == "ufunc" and hasattr(np, name):
+            value = _ufunc(name)
+        elif kind == "function" and self.__name__ == "cupy":
+            value = _function(name)
+        elif kind in ("constant", "type") and self.__name__ == "cupy":
+            value = getattr(np, name, None)
+        else:
+            value = None
+        if value is None:
+            raise AttributeError(f"{self.__name__}.{name}: in CuPy 14 but not emulated")
+        setattr(self, name, value)
+        return value
+
+
+def _make_module():
+    cupy = _Module("cupy", "CuPy emulation (tinygan.tools.cupy_emulation)")
+    cupy._api = API["module"]
+    cupy.__version__ = API["cupy_version"] + "+emulated"
+    cupy.__file__ = __file__
+    cupy.EMULATED = True
+    for k, v in _SPECIAL.items():
+        setattr(cupy, k, v)
+    rnd = _Module("cupy.random")
+    rnd._api = API["random"]
+    rnd.default_rng, rnd.Generator, rnd.XORWOW, rnd.BitGenerator = \
+        default_rng, Generator, XORWOW, BitGenerator
+    cupy.random = rnd
+    cupy.cuda = _cuda_module()
+    lin = _Module("cupy.linalg")
+    lin._api = API["linalg"]
+    cupy.linalg = lin
+    return cupy
+
+
+MODULE = _make_module()
+_SUBMODULES = {"cupy": MODULE, "cupy.random": MODULE.random, "cupy.cuda": MODULE.cuda,
+               "cupy.cuda.runtime": MODULE.cuda.runtime, "cupy.linalg": MODULE.linalg}
+
+
+def set_rules(rules):
+    rules = int(rules)
+    if rules not in RULES:
+        raise ValueError(f"CuPy emulation rules must be one of {RULES}, got {rules}")
+    STATE.rules = rules
+
+
+def install(rules=14):
+    """Put the emulation in sys.modules as ``cupy`` (and its submodules). Returns the module."""
+    set_rules(rules)
+    sys.modules.update(_SUBMODULES)
+    return MODULE
+
+
+@contextlib.contextmanager
+def installed(rules=14):
+    """The emulation as ``cupy`` inside the block; whatever was there before comes back after."""
+    saved = {k: sys.modules.get(k) for k in _SUBMODULES}
+    old_rules = STATE.rules
+    try:
+        yield install(rules)
+    finally:
+        STATE.rules = old_rules
+        for k, v in saved.items():
+            if v is None:
+                sys.modules.pop(k, None)
+            else:
+                sys.modules[k] = v
+
+
+def subprocess_env(rules=14, env=None):
+    """An environment in which ``import cupy`` in a child Python gives the emulation."""
+    env = dict(os.environ if env is None else env)
+    repo = str(HERE.parents[2])
+    env["PYTHONPATH"] = os.pathsep.join([str(SHIM), repo] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    env[ENV] = str(rules)
+    return env
