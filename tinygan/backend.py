@@ -107,8 +107,12 @@ class Backend:
         return (self.rng.random(size, dtype=self.dtype) < p).astype(self.dtype)
 
     def permutation(self, n):
-        """A random permutation of range(n) as a host numpy array (for shuffling host data)."""
-        return self.to_numpy(self.rng.permutation(n))
+        """A random permutation of range(n) as a host numpy array (for shuffling host data).
+
+        CuPy's Generator has no ``permutation``: there it is the argsort of n uniform keys."""
+        if self.name == "numpy":
+            return self.rng.permutation(n)
+        return self.to_numpy(self.rng.random(n).argsort())
 
     def rng_state(self):
         """The generator's state as a JSON-able dict, or None where the library has none.

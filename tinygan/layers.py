@@ -89,7 +89,6 @@ class Linear(Layer):
         self.params = {"W": init_weights(be, n_in, n_out, init, scale), "b": be.zeros((n_out,))}
         self.grads = {"W": be.zeros((n_in, n_out)), "b": be.zeros((n_out,))}
         self.x = None
-        self._ones = be.zeros((0,))
 
     def forward(self, x):
         self.x = x
@@ -98,13 +97,11 @@ class Linear(Layer):
         return y
 
     def backward(self, dy, param_grads=True, input_grad=True, rows=None):
-        """dW = x.T @ dy,  db = dy.sum(0) (as ones @ dy),  dx = dy @ W.T."""
+        """dW = x.T @ dy,  db = dy.sum(0),  dx = dy @ W.T."""
         if param_grads:
             x = self.x if rows is None else self.x[rows]
             self.xp.matmul(x.T, dy, out=self.grads["W"])
-            if self._ones.shape[0] != dy.shape[0]:
-                self._ones = self.xp.ones((dy.shape[0],), dtype=dy.dtype)
-            self.xp.matmul(self._ones, dy, out=self.grads["b"])
+            dy.sum(0, out=self.grads["b"])
         return dy @ self.params["W"].T if input_grad else None
 
     def __repr__(self):

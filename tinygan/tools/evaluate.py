@@ -234,7 +234,7 @@ def _score(prep, x, sigma, batch_size, sample_batch_size, bar):
     top = xp.empty((bs,), dtype=arange.dtype)
     cmax = xp.empty((bs,), dtype=dt)
     csum = xp.empty((bs,), dtype=dt)
-    ones = xp.ones((mc,), dtype=dt)           # row sums as a BLAS mat-vec: faster than .sum
+    ones = xp.ones((mc,), dtype=dt) if on_host else None   # row sums as a BLAS mat-vec
     out = xp.empty((n,), dtype=dt)
     s = prep.s
 
@@ -252,7 +252,10 @@ def _score(prep, x, sigma, batch_size, sample_batch_size, bar):
             if clamp:
                 xp.minimum(gr, 0.0, out=gr)
             xp.exp(gr, out=gr)
-            xp.matmul(gr, ones[:w], out=csum[r0:r1])
+            if on_host:                              # a BLAS mat-vec: faster than .sum on NumPy
+                xp.matmul(gr, ones[:w], out=csum[r0:r1])
+            else:                                    # CuPy 13's matmul(out=) fails on a 1-D operand
+                gr.sum(axis=1, out=csum[r0:r1])
 
     for i in range(0, n, bs):
         j = min(i + bs, n)

@@ -397,7 +397,9 @@ def _function(name):
 
     def fn(*args, **kwargs):
         _check_kwargs(name, params, kwargs)
-        if name not in _NO_LAUNCH:
+        if name in ("save", "savez", "savez_compressed", "savetxt"):
+            _record("syncs", name)
+        elif name not in _NO_LAUNCH:
             _record("launches", name)
         out = kwargs.get("out")
         r = fn_np(*_unwrap(args), **{k: _unwrap(v) for k, v in kwargs.items()})
