@@ -170,7 +170,7 @@ class Trainer:
     def save(self):
         """Write a checkpoint, refusing to overwrite the last good one with nan or inf."""
         g, xp = self.gan, self.be.xp
-        if not (bool(xp.isfinite(g.G.param_vector).all()) and bool(xp.isfinite(g.D.param_vector).all())):
+        if not bool(xp.isfinite(g.G.param_vector).all() & xp.isfinite(g.D.param_vector).all()):
             raise TrainingDiverged(f"parameters hold nan or inf at step {self.step}; "
                                    f"the last good checkpoint in {self.out} is kept")
         meta = {"config": dataclasses.asdict(self.cfg), "step": self.step, "epoch": self.epoch,
@@ -281,7 +281,7 @@ class Trainer:
             count += 1
             window_steps += 1
             if window_steps == cfg.log_every or i == self.steps_per_epoch - 1:
-                host = {k: float(v) / count for k, v in sums.items()}      # one sync per interval
+                host = self._means(sums, count)                         # one sync per interval
                 self._check_finite(host)
                 now = time.perf_counter()
                 rate = window_steps * self.m / max(now - window_start, 1e-9)
@@ -295,7 +295,7 @@ class Trainer:
             bar.close()
         self.epoch = epoch
         seconds = time.perf_counter() - t0
-        row = {"epoch": epoch, "step": self.step, **{k: float(v) / count for k, v in sums.items()},
+        row = {"epoch": epoch, "step": self.step, **host,          # the last interval: the epoch's means
                "lr": gan.d_opt.lr, "momentum": gan.d_opt.momentum, "seconds": seconds,
                "samples_per_s": count * self.m / max(seconds, 1e-9)}
         row.update(self._sample_quality(epoch))
@@ -310,6 +310,12 @@ class Trainer:
               f"D(x) {row['d_real']:.3f}  D(G(z)) {row['d_fake']:.3f}  "
               f"{row['seconds']:.1f} s  {row['samples_per_s']:.0f} samples/s{quality}", flush=True)
         return row
+
+    def _means(self, sums, count):
+        """{name: running sum / count} on the host, read in one transfer (one synchronisation)."""
+        keys = list(sums)
+        values = self.be.to_numpy(self.be.xp.stack([sums[k] for k in keys]))
+        return {k: float(v) / count for k, v in zip(keys, values.tolist())}
 
     def _sample_quality(self, epoch):
         """Classes covered, Inception-style score and Frechet distance of G's samples against

@@ -42,6 +42,7 @@ RULES = (13, 14)
 API = json.loads((HERE / "cupy14_api.json").read_text())
 _NUMPY_DIR = str(Path(np.__file__).resolve().parent)
 _HERE_STR = str(HERE)
+_BACKEND = str(HERE.parents[1] / "backend.py")     # a thin wrapper: its callers are the sites
 
 
 # --- counting ---------------------------------------------------------------------------------
@@ -74,7 +75,7 @@ def _site():
     f = sys._getframe(2)
     while f is not None:
         fn = f.f_code.co_filename
-        if not (fn.startswith(_HERE_STR) or fn.startswith(_NUMPY_DIR) or fn.startswith("<")):
+        if not (fn.startswith(_HERE_STR) or fn.startswith(_NUMPY_DIR) or fn == _BACKEND):
             return f"{os.path.relpath(fn)}:{f.f_lineno}"
         f = f.f_back
     return "?"
