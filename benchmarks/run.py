@@ -4,6 +4,7 @@
     python benchmarks/run.py --batch-sizes 100 --blocks 9 --iters 20
     python benchmarks/run.py --sweep                  # time per iteration vs batch size, PNG
     python benchmarks/run.py --parzen                 # also the Parzen-window benchmark
+    python benchmarks/run.py --count-launches         # kernel launches of one step (CuPy emulation)
 
 One iteration is what ``GAN.train_step`` does with examples/mnist.py's defaults (simultaneous
 update, dropout on in D, SGD with momentum and lr decay), float32. Beside it, in the same
@@ -56,7 +57,13 @@ def torch_variant(be, m, seed=0, threads=None):
     model = TorchGAN([a for _, a in gan.G.params], [a for _, a in gan.D.params], device=device)
     real = torch.tensor(np.random.default_rng(seed).random((m, PIXELS), dtype=np.float32),
                         device=device)
-    return lambda: model.train_step(real)
+
+    def run():
+        model.train_step(real)
+    # PyTorch's own synchronisation: CuPy's stream sync covers torch's work only while both
+    # use the legacy default stream
+    run.sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    return run
 
 
 def gemm_shapes(m):
@@ -99,11 +106,12 @@ def gemm_flops(m):
 
 # --- timing ------------------------------------------------------------------------------
 def time_block(fn, iters, be):
-    be.synchronize()
+    sync = getattr(fn, "sync", be.synchronize)
+    sync()
     t0 = time.perf_counter()
     for _ in range(iters):
         fn()
-    be.synchronize()
+    sync()
     return (time.perf_counter() - t0) / iters * 1e3
 
 
@@ -186,7 +194,40 @@ def check_torch_matches(be_name="numpy", m=50, steps=3, seed=0):
     return max(float(np.abs(a - b).max()) for a, b in zip(ours, theirs))
 
 
+# --- kernel launches (CuPy emulation) ---------------------------------------------------------
+def count_launches(m=100, schedule="simultaneous"):
+    """Kernel launches, host syncs and uploads of one train_step on the CuPy emulation (paper
+    model, batch m): (Counters, {call site: launches}). No GPU needed."""
+    from tinygan.tools import cupy_emulation as emu
+    with emu.installed(14):
+        be = get_backend("cupy", seed=0)
+        gan = build_gan(TrainConfig(batch_size=m, seed=0, schedule=schedule), be, np.full(PIXELS, 0.13))
+        real = be.asarray(np.random.default_rng(0).random((m, PIXELS), dtype=np.float32))
+        gan.train_step(real)                       # the first step allocates
+        with emu.counting() as c:
+            gan.train_step(real)
+    return c, {site: len(v) for site, v in c.by_site("launches").items()}
+
+
+def print_launches(m=100):
+    c, sites = count_launches(m)
+    print(f"one train_step (paper model, batch {m}, simultaneous) on the CuPy emulation: "
+          f"{len(c.launches)} kernel launches, {len(c.syncs)} host syncs, "
+          f"{len(c.h2d)} host-to-device copies")
+    for site, n in sorted(sites.items(), key=lambda kv: -kv[1])[:12]:
+        print(f"  {n:4d}  {site}")
+    return len(c.launches)
+
+
 # --- the run -------------------------------------------------------------------------------
+def _torch_cuda():
+    try:
+        import torch
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
 def run_backend(name, batch_sizes, blocks, iters, warmup, with_torch):
     be = get_backend(name, seed=0)
     rows = []
@@ -271,9 +312,18 @@ def main(argv=None):
     p.add_argument("--sweep", action="store_true", help="time vs batch size 32..4096, PNG")
     p.add_argument("--parzen", action="store_true", help="also run benchmarks/parzen.py")
     p.add_argument("--out", default="benchmarks/results", help="directory for JSON and PNG")
+    p.add_argument("--count-launches", action="store_true",
+                   help="only print the kernel launches of one step at batch 100 (CuPy emulation)")
     args = p.parse_args(argv)
+    if args.count_launches:
+        print_launches(100)
+        return
 
-    backends = args.backends or (["numpy", "cupy"] if cupy_usable()[0] else ["numpy"])
+    usable = cupy_usable()[0]
+    backends = args.backends or (["numpy", "cupy"] if usable else ["numpy"])
+    # "auto" is labelled with what it resolves to
+    backends = [("cupy" if usable else "numpy") if b == "auto" else b for b in backends]
+    backends = list(dict.fromkeys(backends))
     try:
         import torch  # noqa: F401
         with_torch = not args.no_torch
@@ -282,8 +332,9 @@ def main(argv=None):
         print("torch not installed: no PyTorch column (pip install -e '.[bench]')")
     info = machine_info(backends)
     print("machine:", json.dumps(info))
+    torch_on = {name: with_torch and (name == "numpy" or _torch_cuda()) for name in backends}
     if with_torch:
-        for name in backends:
+        for name in [b for b in backends if torch_on[b]]:
             diff = check_torch_matches(name)
             print(f"PyTorch computes the same step on {name}: max |param difference| after 3 "
                   f"steps = {diff:.2e}")
@@ -291,7 +342,7 @@ def main(argv=None):
                 sys.exit(f"PyTorch variant disagrees with tinygan on {name} ({diff:.2e}): not comparable")
     rows = []
     for name in backends:
-        rows += run_backend(name, args.batch_sizes, args.blocks, args.iters, args.warmup, with_torch)
+        rows += run_backend(name, args.batch_sizes, args.blocks, args.iters, args.warmup, torch_on[name])
     print()
     print(table(rows))
     out = Path(args.out)
@@ -303,7 +354,8 @@ def main(argv=None):
         print(f"scaling plot: {out / 'scaling.png'}")
     if args.parzen:
         import parzen
-        parzen.main([])
+        for name in backends:
+            parzen.main(["--backend", name])
     with open(out / "results.json", "w") as f:
         json.dump(result, f, indent=1)
     print(f"results: {out / 'results.json'}")

@@ -7,6 +7,7 @@ No GPU and no real CuPy needed: the emulation computes with NumPy.
 
 import importlib.util
 import inspect
+import json
 import io
 import os
 import signal
@@ -262,9 +263,9 @@ def test_benchmarks_on_cupy(cupy, tmp_path, capsys):
         parzen = load(REPO / "benchmarks" / "parzen.py")
     finally:
         sys.path.remove(str(REPO / "benchmarks"))
-    bench.main(["--backends", "cupy", "--batch-sizes", "8", "--blocks", "1", "--iters", "1",
+    bench.main(["--backends", "auto", "--batch-sizes", "8", "--blocks", "1", "--iters", "1",
                 "--warmup", "1", "--no-torch", "--out", str(tmp_path)])
-    assert "| cupy | 8 |" in capsys.readouterr().out
+    assert "| cupy | 8 |" in capsys.readouterr().out            # auto labelled with what it used
     parzen.main(["--backend", "cupy", "--n", "64", "--dim", "12", "--repeats", "1",
                  "--batch-size", "16", "--naive-n", "8", "--naive-m", "16"])
     assert "(b) parzen_log_likelihood" in capsys.readouterr().out
@@ -276,7 +277,7 @@ def test_mnist_ctrl_c_on_cupy(tmp_path, rules):
     """A real Ctrl-C to examples/mnist.py --backend cupy: checkpoint saved, exit 0, resumable."""
     out = tmp_path / "out"
     argv = [sys.executable, str(REPO / "examples" / "mnist.py"), "--data-dir", str(MNIST_DIR),
-            "--split", "test", "--limit", "1000", "--batch-size", "10", "--out", str(out),
+            "--split", "test", "--limit", "300", "--batch-size", "10", "--out", str(out),
             "--no-progress", "--backend", "cupy", "--log-every", "5"]
     env = emu.subprocess_env(rules)
     proc = subprocess.Popen(argv + ["--epochs", "50"], stdout=subprocess.PIPE,
@@ -294,3 +295,40 @@ def test_mnist_ctrl_c_on_cupy(tmp_path, rules):
                              capture_output=True, text=True, timeout=300, env=env)
     assert resumed.returncode == 0, resumed.stderr
     assert load_checkpoint(out / "checkpoint")[1]["epoch"] == meta["epoch"] + 1
+
+
+def test_benchmark_counts_the_launches_of_one_step():
+    """benchmarks/run.py --count-launches: one paper-model step at batch 100 (recorded in
+    benchmarks/README.md), with no host sync and no upload."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        bench = load(REPO / "benchmarks" / "run.py")
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    c, sites = bench.count_launches(100)
+    assert 100 <= len(c.launches) <= 250 and not c.syncs and not c.h2d
+    assert sum(sites.values()) == len(c.launches)
+    assert all(site.startswith(os.path.join("tinygan", "")) for site in sites), sites
+
+
+def test_gpu_check_end_to_end_on_the_emulation(tmp_path):
+    proc = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh"), "--emulation", "14",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    result = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert result["versions"]["emulated"] and all(v["ok"] for v in result["steps"].values())
+    assert len(result["steps"]["mnist_cupy"]["epochs"]) == 3
+    assert {r["backend"] for r in result["steps"]["benchmark"]["rows"]} == {"numpy", "cupy"}
+    assert "| cupy |" in (tmp_path / "gpu_check.md").read_text()
+
+
+def test_gpu_check_without_a_gpu_is_one_line_exit_1(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != emu.ENV}
+    env["PYTHONPATH"] = str(REPO)
+    env["CUDA_VISIBLE_DEVICES"] = ""
+    proc = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh"), "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, env=env)
+    if proc.returncode == 0:
+        pytest.skip("a usable GPU is here")
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert len(proc.stderr.strip().splitlines()) == 1 and "no usable GPU" in proc.stderr
