@@ -169,7 +169,7 @@ def find_file(name, filename, data_dir=None):
 
 
 def _where_to_put(name):
-    files = ", ".join(CHECKSUMS.get(name, FILES))
+    files = ", ".join(FILES if name in MNIST_SETS else CHECKSUMS.get(name, FILES))
     return (f"Put the files by hand in {cache_dir(name)} ({files}), or in a "
             "directory named by the TINYGAN_DATA environment variable or by --data-dir "
             "(data_dir=).")
