@@ -1,6 +1,7 @@
 """Benchmark one training iteration of the paper's MNIST GAN: tinygan vs PyTorch vs the GEMM bound.
 
     python benchmarks/run.py                          # batch 100 and 1000, every usable backend
+    python benchmarks/run.py --model cifar10          # the paper's CIFAR-10 model (~126 M parameters)
     python benchmarks/run.py --batch-sizes 100 --blocks 9 --iters 20
     python benchmarks/run.py --sweep                  # time per iteration vs batch size, PNG
     python benchmarks/run.py --parzen                 # also the Parzen-window benchmark
@@ -34,46 +35,76 @@ from tinygan.backend import cupy_usable, get_backend  # noqa: E402
 from tinygan.tools.train import TrainConfig, build_gan  # noqa: E402
 
 NOISE, HIDDEN, PIXELS, UNITS, PIECES = 100, 1200, 784, 240, 5
+# the paper's fully-connected models (mnist.yaml, cifar10_fully_connected.yaml); g_out is G's
+# output activation (CIFAR-10: linear), g_mid the second hidden layer's (CIFAR-10: sigmoid)
+MODELS = {
+    "mnist": {"noise": NOISE, "hidden": HIDDEN, "pixels": PIXELS, "units": UNITS, "pieces": PIECES,
+              "g_mid": "relu", "g_out": "sigmoid"},
+    "cifar10": {"noise": 100, "hidden": 8000, "pixels": 3072, "units": 1600, "pieces": 5,
+                "g_mid": "sigmoid", "g_out": None},
+}
+
+
+def model_spec(model="mnist", **sizes):
+    """The dims of ``model`` (a name or a spec dict), with ``sizes`` (hidden=, units=) on top."""
+    spec = dict(MODELS[model] if isinstance(model, str) else model)
+    spec.update({k: v for k, v in sizes.items() if v})
+    spec.setdefault("name", model if isinstance(model, str) else "custom")
+    return spec
+
+
+def _real_batch(spec, m, seed):
+    rng = np.random.default_rng(seed)
+    if spec["g_out"] == "sigmoid":                       # MNIST-like: pixels in [0, 1]
+        return rng.random((m, spec["pixels"]), dtype=np.float32)
+    return rng.normal(0, 1, (m, spec["pixels"])).astype(np.float32)   # GCN'd CIFAR-like
 
 
 # --- the variants ------------------------------------------------------------------------
-def tinygan_variant(be, m, seed=0):
+def tinygan_variant(be, m, seed=0, model="mnist"):
     """A callable running one tinygan training iteration on a fixed real batch."""
-    gan = build_gan(TrainConfig(batch_size=m, seed=seed), be, np.full(PIXELS, 0.13))
-    real = be.asarray(np.random.default_rng(seed).random((m, PIXELS), dtype=np.float32))
+    spec = model_spec(model)
+    dataset = "cifar10" if spec["g_out"] is None else "mnist"
+    cfg = TrainConfig.paper(dataset, batch_size=m, seed=seed, hidden=spec["hidden"],
+                            units=spec["units"])
+    gan = build_gan(cfg, be, np.full(spec["pixels"], 0.13) if dataset == "mnist" else None)
+    real = be.asarray(_real_batch(spec, m, seed))
 
     def run():
         gan.train_step(real)
     return run, gan
 
 
-def torch_variant(be, m, seed=0, threads=None):
+def torch_variant(be, m, seed=0, threads=None, model="mnist"):
     import torch
     from torch_gan import TorchGAN
     if be.name == "numpy" and threads:
         torch.set_num_threads(threads)
     device = "cuda" if be.name == "cupy" else "cpu"
-    _, gan = tinygan_variant(get_backend("numpy", seed=seed), m, seed)
-    model = TorchGAN([a for _, a in gan.G.params], [a for _, a in gan.D.params], device=device)
-    real = torch.tensor(np.random.default_rng(seed).random((m, PIXELS), dtype=np.float32),
-                        device=device)
+    spec = model_spec(model)
+    _, gan = tinygan_variant(get_backend("numpy", seed=seed), m, seed, spec)
+    net = TorchGAN([a for _, a in gan.G.params], [a for _, a in gan.D.params], device=device,
+                   lr=gan.d_opt.lr, g_acts=(spec["g_mid"], spec["g_out"]))
+    del gan
+    real = torch.tensor(_real_batch(spec, m, seed), device=device)
 
     def run():
-        model.train_step(real)
+        net.train_step(real)
     # PyTorch's own synchronisation: CuPy's stream sync covers torch's work only while both
     # use the legacy default stream
     run.sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     return run
 
 
-def gemm_shapes(m):
+def gemm_shapes(m, model="mnist"):
     """(M, K, N, transpose-a, transpose-b) of every matrix product in one simultaneous iteration.
 
     G forward, D forward on 2m rows (real and fake in one pass), D's weight and input gradients
     (no input gradient at its first layer), the G-loss gradient through D on the m fake rows
     only (no weight gradients), G's backward (no gradient for z).
     """
-    n, H, P, U, D = 2 * m, HIDDEN, PIXELS, UNITS * PIECES, UNITS
+    s = model_spec(model)
+    n, H, P, U, D, NOISE = 2 * m, s["hidden"], s["pixels"], s["units"] * s["pieces"], s["units"], s["noise"]
     return [
         (m, NOISE, H, 0, 0), (m, H, H, 0, 0), (m, H, P, 0, 0),            # G forward
         (n, P, U, 0, 0), (n, D, U, 0, 0), (n, D, 1, 0, 0),                # D forward
@@ -86,10 +117,10 @@ def gemm_shapes(m):
     ]
 
 
-def gemm_variant(be, m):
+def gemm_variant(be, m, model="mnist"):
     xp = be.xp
     ops = []
-    for M, K, N, ta, tb in gemm_shapes(m):
+    for M, K, N, ta, tb in gemm_shapes(m, model):
         a = be.uniform(0, 1, (K, M) if ta else (M, K))
         b = be.uniform(0, 1, (N, K) if tb else (K, N))
         ops.append((a.T if ta else a, b.T if tb else b, be.empty((M, N))))
@@ -100,8 +131,8 @@ def gemm_variant(be, m):
     return run
 
 
-def gemm_flops(m):
-    return sum(2 * M * K * N for M, K, N, _, _ in gemm_shapes(m))
+def gemm_flops(m, model="mnist"):
+    return sum(2 * M * K * N for M, K, N, _, _ in gemm_shapes(m, model))
 
 
 # --- timing ------------------------------------------------------------------------------
@@ -165,24 +196,27 @@ def machine_info(backends):
 
 
 # --- correctness of the peer ---------------------------------------------------------------
-def check_torch_matches(be_name="numpy", m=50, steps=3, seed=0):
+def check_torch_matches(be_name="numpy", m=50, steps=3, seed=0, model="mnist"):
     """Same weights, inputs, noise and dropout masks: max |tinygan - torch| over all
     parameters after ``steps`` steps (float32). Returns the largest difference."""
     import torch
     from torch_gan import TorchGAN
     from tinygan.layers import Dropout
+    spec = model_spec(model)
     be = get_backend(be_name, seed=seed)
     device = "cuda" if be.name == "cupy" else "cpu"
-    _, gan = tinygan_variant(be, m, seed)
+    _, gan = tinygan_variant(be, m, seed, spec)
     model = TorchGAN([be.to_numpy(a) for _, a in gan.G.params],
-                     [be.to_numpy(a) for _, a in gan.D.params], device=device)
+                     [be.to_numpy(a) for _, a in gan.D.params], device=device,
+                     lr=gan.d_opt.lr, g_acts=(spec["g_mid"], spec["g_out"]))
     host = np.random.default_rng(seed + 1)
     drops = [layer for layer in gan.D.layers if isinstance(layer, Dropout)]
+    P, U = spec["pixels"], spec["units"]
     for _ in range(steps):
-        real = host.random((m, PIXELS), dtype=np.float32)
-        z = host.uniform(-np.sqrt(3), np.sqrt(3), (m, NOISE)).astype(np.float32)
+        real = _real_batch(spec, m, int(host.integers(1 << 30)))
+        z = host.uniform(-np.sqrt(3), np.sqrt(3), (m, spec["noise"])).astype(np.float32)
         masks = [(host.random((2 * m, w)) < d.keep_prob).astype(np.float32) / d.keep_prob
-                 for d, w in zip(drops, (PIXELS, UNITS, UNITS))]
+                 for d, w in zip(drops, (P, U, U))]
         for d, mask in zip(drops, masks):
             d.scaled_mask, d.fixed_mask = be.asarray(mask), True
         gan.sample_noise = lambda n, z=z: be.asarray(z)
@@ -228,16 +262,17 @@ def _torch_cuda():
         return False
 
 
-def run_backend(name, batch_sizes, blocks, iters, warmup, with_torch):
+def run_backend(name, batch_sizes, blocks, iters, warmup, with_torch, model="mnist"):
     be = get_backend(name, seed=0)
     rows = []
     for m in batch_sizes:
-        variants = {"tinygan": tinygan_variant(be, m)[0]}
+        variants = {"tinygan": tinygan_variant(be, m, model=model)[0]}
         if with_torch:
-            variants["torch"] = torch_variant(be, m, threads=blas_threads())
-        variants["gemm"] = gemm_variant(be, m)
+            variants["torch"] = torch_variant(be, m, threads=blas_threads(), model=model)
+        variants["gemm"] = gemm_variant(be, m, model)
         t = measure(variants, be, blocks, max(1, iters * 100 // m), warmup)
-        row = {"backend": name, "batch": m, "gflop_per_iter": gemm_flops(m) / 1e9}
+        row = {"model": model_spec(model)["name"], "backend": name, "batch": m,
+               "gflop_per_iter": gemm_flops(m, model) / 1e9}
         for k, v in t.items():
             row[k] = summary(v)
         row["samples_per_s"] = m / row["tinygan"]["median"] * 1e3
@@ -256,13 +291,13 @@ def fmt(s):
 
 
 def table(rows):
-    lines = ["| backend | batch | tinygan ms/iter | PyTorch ms/iter | GEMM bound ms | samples/s "
+    lines = ["| model | backend | batch | tinygan ms/iter | PyTorch ms/iter | GEMM bound ms | samples/s "
              "| tinygan / PyTorch | tinygan / GEMM |",
-             "|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         torch_ms = fmt(r["torch"]) if "torch" in r else "n/a"
         ratio_t = fmt(r["ratio_torch"]) if "ratio_torch" in r else "n/a"
-        lines.append(f"| {r['backend']} | {r['batch']} | {fmt(r['tinygan'])} | {torch_ms} | "
+        lines.append(f"| {r.get('model', 'mnist')} | {r['backend']} | {r['batch']} | {fmt(r['tinygan'])} | {torch_ms} | "
                      f"{fmt(r['gemm'])} | {r['samples_per_s']:.0f} | {ratio_t} | {fmt(r['ratio_gemm'])} |")
     return "\n".join(lines)
 
@@ -303,6 +338,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--backends", nargs="+", default=None, help="default: numpy, and cupy when usable")
+    p.add_argument("--model", choices=sorted(MODELS), default="mnist",
+                   help="the paper's MNIST model, or its CIFAR-10 fully-connected one (126 M parameters)")
     p.add_argument("--batch-sizes", nargs="+", type=int, default=[100, 1000])
     p.add_argument("--blocks", type=int, default=7, help="interleaved blocks per variant")
     p.add_argument("--iters", type=int, default=10, help="iterations per block at batch 100 "
@@ -335,14 +372,17 @@ def main(argv=None):
     torch_on = {name: with_torch and (name == "numpy" or _torch_cuda()) for name in backends}
     if with_torch:
         for name in [b for b in backends if torch_on[b]]:
-            diff = check_torch_matches(name)
-            print(f"PyTorch computes the same step on {name}: max |param difference| after 3 "
-                  f"steps = {diff:.2e}")
+            diff = check_torch_matches(name, model=args.model) if args.model == "mnist" else \
+                check_torch_matches(name, m=8, steps=2, model=model_spec(args.model, hidden=256, units=64))
+            print(f"PyTorch computes the same step on {name}: max |param difference| after "
+                  f"a few steps = {diff:.2e}"
+                  + (" (CIFAR-10 layout at hidden 256, units 64)" if args.model != "mnist" else ""))
             if diff > 1e-4:
                 sys.exit(f"PyTorch variant disagrees with tinygan on {name} ({diff:.2e}): not comparable")
     rows = []
     for name in backends:
-        rows += run_backend(name, args.batch_sizes, args.blocks, args.iters, args.warmup, torch_on[name])
+        rows += run_backend(name, args.batch_sizes, args.blocks, args.iters, args.warmup, torch_on[name],
+                            args.model)
     print()
     print(table(rows))
     out = Path(args.out)
@@ -356,9 +396,10 @@ def main(argv=None):
         import parzen
         for name in backends:
             parzen.main(["--backend", name])
-    with open(out / "results.json", "w") as f:
+    path = out / ("results.json" if args.model == "mnist" else f"results_{args.model}.json")
+    with open(path, "w") as f:
         json.dump(result, f, indent=1)
-    print(f"results: {out / 'results.json'}")
+    print(f"results: {path}")
 
 
 if __name__ == "__main__":

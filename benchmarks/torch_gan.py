@@ -1,4 +1,5 @@
 """The paper's MNIST GAN and tinygan's training step, written in PyTorch eager (the peer).
+(``g_acts=("sigmoid", None)`` gives the CIFAR-10 generator: ReLU, sigmoid, linear output.)
 
 Same model (G 100-1200-1200-784 ReLU/ReLU/sigmoid; D dropout 0.8 -> maxout 240x5 -> dropout 0.5
 -> maxout 240x5 -> dropout 0.5 -> linear 1, on logits), same losses, same simultaneous update
@@ -19,7 +20,8 @@ class TorchGAN:
     """Parameters come from tinygan networks (host arrays, W of shape (in, out))."""
 
     def __init__(self, g_params, d_params, device="cpu", lr=0.1, decay=1.000004, min_lr=1e-6,
-                 momentum=0.5, keep=(0.8, 0.5, 0.5), objective="nonsaturating"):
+                 momentum=0.5, keep=(0.8, 0.5, 0.5), objective="nonsaturating",
+                 g_acts=("relu", "sigmoid")):
         def tensors(arrays):
             return [torch.tensor(a, device=device, requires_grad=True) for a in arrays]
         self.g = tensors(g_params)              # W0, b0, W2, b2, W4, b4
@@ -30,12 +32,14 @@ class TorchGAN:
         self.lr0, self.decay, self.min_lr, self.momentum = lr, decay, min_lr, momentum
         self.t = 0
         self.pieces, self.units = 5, self.d[0].shape[1] // 5
+        acts = {"relu": torch.relu, "sigmoid": torch.sigmoid, None: lambda h: h}
+        self.g_mid, self.g_out = acts[g_acts[0]], acts[g_acts[1]]     # G's 2nd hidden, output
 
     def generator(self, z):
         W0, b0, W2, b2, W4, b4 = self.g
         h = torch.relu(torch.addmm(b0, z, W0))
-        h = torch.relu(torch.addmm(b2, h, W2))
-        return torch.sigmoid(torch.addmm(b4, h, W4))
+        h = self.g_mid(torch.addmm(b2, h, W2))
+        return self.g_out(torch.addmm(b4, h, W4))
 
     def _dropout(self, x, keep, mask):
         if mask is not None:

@@ -10,6 +10,9 @@ under the Parzen window, +- its standard error. Which data, from the run's own c
       images 50,000-59,999, test = the 10,000 test images (the paper's MNIST protocol);
   trained on MNIST's test split with --limit 8000 (offline): sigma on test images
       8,000-8,999, score images 9,000-9,999 (say so when you report it).
+  CIFAR-10 (examples/cifar10.py): the same, with validation = the first 1,000 of training
+      images 40,000-49,999, in the globally contrast-normalised space the model was trained
+      in. The paper reports no Parzen number for CIFAR-10: there is nothing to compare with.
 Prints `log-likelihood: MEAN +- SE (sigma=S)`.
 """
 
@@ -27,7 +30,7 @@ from tinygan.tools.checkpoint import checkpoint_exists, load_checkpoint  # noqa:
 from tinygan.tools.data import load_mnist  # noqa: E402
 from tinygan.errors import CheckpointError, ConfigError, TinyGANError  # noqa: E402
 from tinygan.tools.evaluate import parzen_evaluate  # noqa: E402
-from tinygan.network import paper_generator  # noqa: E402
+from tinygan.network import paper_cifar_generator, paper_generator  # noqa: E402
 
 
 def load_generator(path, backend):
@@ -40,7 +43,9 @@ def load_generator(path, backend):
                               "directory of examples/mnist.py (or its checkpoint)")
     arrays, meta = load_checkpoint(path)
     cfg = meta.get("config", {})
-    G = paper_generator(noise_dim=cfg.get("noise_dim", 100), backend=backend)
+    size = {"hidden": cfg["hidden"]} if cfg.get("hidden") else {}
+    make = paper_cifar_generator if cfg.get("dataset") == "cifar10" else paper_generator
+    G = make(noise_dim=cfg.get("noise_dim", 100), backend=backend, **size)
     G.load_state({k[2:]: v for k, v in arrays.items() if k.startswith("G/")})
     return G, cfg, meta
 
@@ -57,19 +62,29 @@ def sample(G, n, backend, batch=1000):
 def protocol(cfg, data_dir):
     """(validation, test, description) for the run's data, as the module docstring says."""
     dataset = cfg.get("dataset", "mnist")
+    if dataset == "cifar10":
+        from tinygan.tools.cifar import load_cifar10
+
+        def load(split):
+            return load_cifar10(split, data_dir=data_dir)
+        first = "40,000-40,999"
+    else:
+        def load(split):
+            return load_mnist(dataset, split, data_dir=data_dir)
+        first = "50,000-50,999"
     if cfg.get("split") == "test":
         limit = cfg.get("limit") or 10000
         if limit > 8000:
             raise ConfigError(f"this run trained on {limit} test images; the test-split protocol "
                               "needs it to use at most the first 8,000 (--limit 8000)")
-        x, _ = load_mnist(dataset, "test", data_dir=data_dir)
+        x, _ = load("test")
         return x[8000:9000], x[9000:], f"{dataset} test split: sigma on images 8,000-8,999, scored on 9,000-9,999"
-    validation, _ = load_mnist(dataset, "validation", data_dir=data_dir)
-    test, _ = load_mnist(dataset, "test", data_dir=data_dir)
-    return validation[:1000], test, f"{dataset}: sigma on validation images 50,000-50,999, scored on the 10,000 test images"
+    validation, _ = load("validation")
+    test, _ = load("test")
+    return validation[:1000], test, f"{dataset}: sigma on validation images {first}, scored on the 10,000 test images"
 
 
-def interpolation(G, backend, path, rows=8, steps=10, seed=0):
+def interpolation(G, backend, path, rows=8, steps=10, seed=0, shape=(28, 28)):
     """The paper's Figure 3: linear paths in z between random pairs of noise vectors."""
     from tinygan.tools.plot import save_interpolation_grid
     rng = np.random.default_rng(seed)
@@ -79,15 +94,16 @@ def interpolation(G, backend, path, rows=8, steps=10, seed=0):
     z = ((1 - t) * a[:, None, :] + t * b[:, None, :]).reshape(rows * steps, d)
     G.eval()
     images = backend.to_numpy(G.forward(backend.asarray(z)))
-    return save_interpolation_grid(images.reshape(rows, steps, -1), path,
-                                   title="linear interpolation in z")
+    title = "linear interpolation in z" + (" (each image min-max scaled)" if len(shape) == 3 else "")
+    return save_interpolation_grid(images.reshape(rows, steps, -1), path, shape=shape, title=title)
 
 
 def main(argv=None):
     p = Parser(prog="evaluate.py", description=__doc__.split("\n\n")[0])
     p.add_argument("run", help="run directory (holding checkpoint.npz) or checkpoint path")
     p.add_argument("--backend", choices=BACKENDS, default="numpy")
-    p.add_argument("--data-dir", default=None, help="where the IDX files are (as for mnist.py)")
+    p.add_argument("--data-dir", default=None,
+                   help="where the data files are (as for mnist.py / cifar10.py)")
     p.add_argument("--samples", type=int, default=10000, help="samples drawn from G")
     p.add_argument("--seed", type=int, default=0, help="seed of the samples")
     p.add_argument("--interpolation", default=None, metavar="PNG",
@@ -109,6 +125,8 @@ def main(argv=None):
         result = parzen_evaluate(test, validation, samples, backend=be,
                                  progress=not args.no_progress)
         print(f"log-likelihood: {result.mean:.1f} +- {result.stderr:.1f} (sigma={result.sigma:.4g})")
+        if cfg.get("dataset") == "cifar10":
+            print("(the paper reports no Parzen-window number for CIFAR-10: nothing to compare with)")
         report = {**result.as_dict(), "protocol": what, "epoch": meta.get("epoch"),
                   "step": meta.get("step")}
         if args.classifier:
@@ -124,7 +142,9 @@ def main(argv=None):
             with open(args.json, "w") as f:
                 json.dump(report, f, indent=1)
         if args.interpolation:
-            print(f"interpolation: {interpolation(G, be, args.interpolation)}")
+            from tinygan.tools.train import IMAGE_SHAPES
+            shape = IMAGE_SHAPES.get(cfg.get("dataset", "mnist"), (28, 28))
+            print(f"interpolation: {interpolation(G, be, args.interpolation, shape=shape)}")
     except (TinyGANError, OSError) as exc:
         return report_error("evaluate.py", exc)
     return 0

@@ -13,6 +13,7 @@ paper's Algorithm 1 with --k discriminator steps per generator step.
 Outputs in --out: samples/epoch_NNNN.png (a fixed noise batch), curves.png, metrics.csv,
 nearest_neighbours.png (Figure 2), checkpoint.npz/.json (and the one before it, .prev).
 Exit status: 0 done (or interrupted with a checkpoint saved), 1 error, 2 bad usage.
+examples/cifar10.py is this script with the paper's CIFAR-10 defaults (parse_args, main).
 """
 
 import sys
@@ -28,19 +29,24 @@ from tinygan.gan import SCHEDULES  # noqa: E402
 from tinygan.losses import OBJECTIVES  # noqa: E402
 
 DATASETS = ("mnist", "fashion-mnist")
+MNIST = {"prog": "mnist.py", "description": __doc__.split("\n\n")[0], "datasets": DATASETS,
+         "lr": 0.1, "out": "runs/mnist",
+         "data_help": "directory holding the IDX files (else $TINYGAN_DATA, Debian's "
+                      "Fashion-MNIST, the cache ~/.cache/tinygan, then download)",
+         "split_help": "published split to train on: train = the paper's images 0-49,999 of the "
+                       "training file; test = the 10,000 test images (offline MNIST has only these)"}
 
 
-def parse_args(argv=None):
-    p = Parser(prog="mnist.py", description=__doc__.split("\n\n")[0])
+def parse_args(argv=None, spec=MNIST):
+    """The command line; ``spec`` holds what differs between data sets (MNIST, or
+    examples/cifar10.py's CIFAR10): prog, description, datasets, lr, out and two help texts."""
+    p = Parser(prog=spec["prog"], description=spec["description"])
     p.add_argument("--backend", choices=BACKENDS, default="numpy",
                    help="array library: numpy (CPU), cupy (CUDA GPU), auto (cupy when usable)")
-    p.add_argument("--dataset", choices=DATASETS, default="mnist", help="which data set")
-    p.add_argument("--data-dir", default=None,
-                   help="directory holding the IDX files (else $TINYGAN_DATA, Debian's "
-                        "Fashion-MNIST, the cache ~/.cache/tinygan, then download)")
-    p.add_argument("--split", choices=("train", "test"), default="train",
-                   help="published split to train on: train = the paper's images 0-49,999 of the "
-                        "training file; test = the 10,000 test images (offline MNIST has only these)")
+    p.add_argument("--dataset", choices=spec["datasets"], default=spec["datasets"][0],
+                   help="which data set")
+    p.add_argument("--data-dir", default=None, help=spec["data_help"])
+    p.add_argument("--split", choices=("train", "test"), default="train", help=spec["split_help"])
     p.add_argument("--limit", type=positive_int, default=None,
                    help="train on the first N images only (quick runs)")
     p.add_argument("--epochs", type=positive_int, default=100, help="epochs to train (in total, "
@@ -55,9 +61,10 @@ def parse_args(argv=None):
                         "alternating: k D-steps then one G-step (the paper's Algorithm 1)")
     p.add_argument("--k", type=positive_int, default=1,
                    help="discriminator steps per generator step (with --schedule alternating)")
-    p.add_argument("--lr", type=positive_float, default=0.1, help="initial learning rate of both nets")
+    p.add_argument("--lr", type=positive_float, default=spec["lr"],
+                   help="initial learning rate of both nets")
     p.add_argument("--seed", type=non_negative_int, default=0, help="random seed (noise, dropout, shuffling)")
-    p.add_argument("--out", default="runs/mnist", help="output directory")
+    p.add_argument("--out", default=spec["out"], help="output directory")
     p.add_argument("--resume", action="store_true",
                    help="continue the run whose checkpoint is in --out")
     p.add_argument("--log-every", type=positive_int, default=50,
@@ -67,6 +74,11 @@ def parse_args(argv=None):
                         "an Inception-style score and a Frechet distance of the samples per epoch")
     p.add_argument("--metrics-every", type=positive_int, default=1,
                    help="epochs between those metrics (they take seconds)")
+    p.add_argument("--hidden", type=positive_int, default=None,
+                   help="G's hidden width (default: the paper's, 1200 MNIST / 8000 CIFAR-10); "
+                        "smaller for quick runs and tests, not the paper's model")
+    p.add_argument("--units", type=positive_int, default=None,
+                   help="D's maxout units (default: the paper's, 240 MNIST / 1600 CIFAR-10)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     if args.k > 1 and args.schedule != "alternating":
@@ -75,19 +87,14 @@ def parse_args(argv=None):
 
 
 def load_images(args):
-    from tinygan.tools.data import load_mnist
-    images, _ = load_mnist(args.dataset, args.split, data_dir=args.data_dir,
-                           progress=not args.no_progress)
-    if args.limit is not None:
-        if args.limit > len(images):
-            raise ConfigError(f"--limit {args.limit} is larger than the {len(images)} images of "
-                              f"the {args.dataset} {args.split} split")
-        images = images[:args.limit]
-    return images
+    from tinygan.tools.train import load_training_images
+    return load_training_images(args.dataset, args.split, data_dir=args.data_dir,
+                                limit=args.limit or 0, progress=not args.no_progress)
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def main(argv=None, spec=MNIST):
+    args = parse_args(argv, spec)
+    prog = spec["prog"]
     try:
         from tinygan.backend import get_backend
         from tinygan.tools.train import Trainer, TrainConfig
@@ -97,7 +104,8 @@ def main(argv=None):
                           backend=backend.name, out=args.out, log_every=args.log_every,
                           dataset=args.dataset, split=args.split, limit=args.limit or 0,
                           max_steps=args.max_steps or 0, classifier=args.classifier or "",
-                          metrics_every=args.metrics_every)
+                          metrics_every=args.metrics_every, hidden=args.hidden or 0,
+                          units=args.units or 0)
         cfg.validate()
         images = load_images(args)
         from tinygan.tools.checkpoint import checkpoint_exists
@@ -111,7 +119,7 @@ def main(argv=None):
               f"{trainer.epoch} step {trainer.step}, out {args.out}", flush=True)
         trainer.run()
     except (TinyGANError, OSError) as exc:
-        return report_error("mnist.py", exc)
+        return report_error(prog, exc)
     return 0
 
 

@@ -38,3 +38,31 @@ def test_benchmark_script_runs(tmp_path, capsys):
     row = result["rows"][0]
     assert row["batch"] == 8 and row["tinygan"]["median"] > 0 and np.isfinite(row["ratio_gemm"]["median"])
     assert result["machine"]["cores"] >= 1
+
+
+def test_cifar_gemm_list_and_torch_step():
+    """--model cifar10: the GEMM list covers the CIFAR-10 weights (full size, shapes only) and
+    PyTorch's step (ReLU, sigmoid, linear G) equals tinygan's at reduced widths."""
+    from tinygan.network import paper_cifar_discriminator, paper_cifar_generator
+    from tinygan.backend import get_backend
+    be = get_backend("numpy", seed=0)
+    spec = bench.model_spec("cifar10", hidden=24, units=6)
+    weight_grads = sorted((M, N) for M, K, N, ta, tb in bench.gemm_shapes(5, spec) if ta)
+    weights = sorted(a.shape for net in (paper_cifar_generator(hidden=24, backend=be),
+                                         paper_cifar_discriminator(units=6, backend=be))
+                     for name, a in net.params if name.endswith("W"))
+    assert weight_grads == weights
+    full = bench.gemm_shapes(100, "cifar10")
+    assert (8000, 100, 8000, 1, 0) in full and (3072, 200, 8000, 1, 0) in full
+    pytest.importorskip("torch")
+    assert bench.check_torch_matches("numpy", m=8, steps=3, model=spec) < 1e-5
+
+
+def test_benchmark_script_runs_cifar(tmp_path, capsys, monkeypatch):
+    """--model cifar10 end to end at reduced widths (the full model is for a quiet machine)."""
+    monkeypatch.setitem(bench.MODELS, "cifar10", bench.model_spec("cifar10", hidden=64, units=16))
+    bench.main(["--model", "cifar10", "--batch-sizes", "4", "--blocks", "1", "--iters", "1",
+                "--warmup", "1", "--out", str(tmp_path)])
+    assert "| cifar10 | numpy | 4 |" in capsys.readouterr().out
+    row = json.loads((tmp_path / "results_cifar10.json").read_text())["rows"][0]
+    assert row["model"] == "cifar10" and row["tinygan"]["median"] > 0

@@ -162,3 +162,31 @@ def paper_discriminator(in_dim=784, units=240, pieces=5, keep_input=0.8, keep_hi
         Dropout(keep_hidden, backend=be, inplace=True), Linear(units, 1, "uniform", 0.005, backend=be),
     ], backend=be)
 
+
+
+def paper_cifar_generator(noise_dim=100, hidden=8000, out_dim=3072, backend=None):
+    """The paper's CIFAR-10 fully-connected generator (goodfeli/adversarial
+    cifar10_fully_connected.yaml, Figure 2c):
+
+    z (N, 100) -> Linear 8000 + ReLU -> Linear 8000 + Sigmoid -> Linear 3072 -> x (N, 3072).
+    Weights U(-0.05, 0.05) in the hidden layers and U(-0.5, 0.5) in the output layer, biases 0;
+    the output is unbounded (it models globally contrast-normalised images, channel-major).
+    """
+    be = backend or default_backend()
+    return Sequential([            # activations overwrite the fresh output of the Linear before them
+        Linear(noise_dim, hidden, "uniform", 0.05, backend=be), ReLU(backend=be, inplace=True),
+        Linear(hidden, hidden, "uniform", 0.05, backend=be), Sigmoid(backend=be, inplace=True),
+        Linear(hidden, out_dim, "uniform", 0.5, backend=be),
+    ], backend=be)
+
+
+def paper_cifar_discriminator(in_dim=3072, units=1600, pieces=5, keep_input=0.8, keep_hidden=0.5,
+                              backend=None):
+    """The paper's CIFAR-10 fully-connected discriminator, returning *logits*: the MNIST
+    discriminator's layout with 1,600 maxout units of 5 pieces,
+
+    x (N, 3072) -> Dropout(keep 0.8) -> Maxout 1600 x 5 -> Dropout(0.5) -> Maxout 1600 x 5
+    -> Dropout(0.5) -> Linear 1 -> logit (N, 1).   Weights U(-0.005, 0.005), biases 0.
+    """
+    return paper_discriminator(in_dim=in_dim, units=units, pieces=pieces, keep_input=keep_input,
+                               keep_hidden=keep_hidden, backend=backend)

@@ -1,5 +1,7 @@
 """IDX files and the MNIST / Fashion-MNIST data sets (host-side I/O; NumPy only).
 
+(CIFAR-10 lives in cifar.py and uses the cache, search order and download helpers here.)
+
 ``load_mnist`` looks for the four IDX files in, in order: ``data_dir``, ``$TINYGAN_DATA``,
 Debian's ``/usr/share/datasets/fashion-mnist`` (Fashion-MNIST only) and the cache
 ``$XDG_CACHE_HOME/tinygan/<name>`` (default ``~/.cache/tinygan/<name>``); missing files are
@@ -23,6 +25,7 @@ MIRRORS = {
     "mnist": ["https://ossci-datasets.s3.amazonaws.com/mnist/",
               "http://yann.lecun.com/exdb/mnist/"],
     "fashion-mnist": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
+    "cifar10": ["https://www.cs.toronto.edu/~kriz/"],
 }
 CHECKSUMS = {  # md5 of the published .gz files
     "mnist": {
@@ -37,7 +40,9 @@ CHECKSUMS = {  # md5 of the published .gz files
         "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
         "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
     },
+    "cifar10": {"cifar-10-binary.tar.gz": "c32a1d4ab5d03f1284b67883e8d87530"},
 }
+MNIST_SETS = ("mnist", "fashion-mnist")     # the data sets load_mnist reads
 DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 SPLITS = ("train", "validation", "train+validation", "full-train", "test")
 FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
@@ -164,7 +169,8 @@ def find_file(name, filename, data_dir=None):
 
 
 def _where_to_put(name):
-    return (f"Put the files by hand in {cache_dir(name)} ({', '.join(FILES)}), or in a "
+    files = ", ".join(FILES if name in MNIST_SETS else CHECKSUMS.get(name, FILES))
+    return (f"Put the files by hand in {cache_dir(name)} ({files}), or in a "
             "directory named by the TINYGAN_DATA environment variable or by --data-dir "
             "(data_dir=).")
 
@@ -236,8 +242,8 @@ def load_mnist(name="mnist", split="train", data_dir=None, download=True, mirror
     Returns ``(images, labels)``: images float32 of shape (N, 784) in [0, 1] (pixel / 255),
     labels int64 of shape (N,) in 0..9.
     """
-    if name not in CHECKSUMS:
-        raise DataError(f"unknown data set {name!r}; choose one of {', '.join(CHECKSUMS)}")
+    if name not in MNIST_SETS:
+        raise DataError(f"unknown data set {name!r}; choose one of {', '.join(MNIST_SETS)}")
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     prefix = "t10k" if split == "test" else "train"

@@ -6,6 +6,11 @@ floats in [0, 1] with 1 = ink, shown as the paper shows them: white digits on bl
 ``os.replace``), creates the parent directory if it is missing and returns the path as a
 ``pathlib.Path``. Bad shapes raise ``ConfigError``.
 
+Colour: give ``shape=(3, h, w)`` (channel-major rows of 3*h*w values, as CIFAR-10 stores them)
+to the grid savers. Such images are unbounded (globally contrast-normalised data and the
+samples of a linear output), so each image is shown min-max scaled on its own, its three
+channels together: its lowest value black, its highest white (``color_images``).
+
 Pictures:
   image_grid                  (N, h*w) or (N, h, w) -> one 2-D array of tiles (pure NumPy)
   save_sample_grid            a grid of samples
@@ -178,6 +183,41 @@ def _gray_to_rgb(gray):
     return np.repeat(gray[..., None], 3, axis=-1)
 
 
+def _is_color(shape):
+    return isinstance(shape, (tuple, list)) and len(shape) == 3
+
+
+def color_images(images, shape=(3, 32, 32), name="images"):
+    """(N, 3*h*w) channel-major or (N, 3, h, w) -> (N, h, w, 3) float32 in [0, 1].
+
+    The display mapping: each image min-max scaled on its own over all three channels (its
+    lowest value 0, its highest 1); a constant image is shown mid-grey, nan and inf as 0 first.
+    """
+    if (not _is_color(shape) or shape[0] != 3
+            or not all(isinstance(s, (int, np.integer)) and s > 0 for s in shape)):
+        raise ConfigError(f"colour shape must be (3, height, width) of positive ints, got {shape!r}")
+    c, h, w = (int(v) for v in shape)
+    a = _host(images, name)
+    if a.ndim == 2 and a.shape[1] == c * h * w:
+        a = a.reshape(len(a), c, h, w)
+    elif a.ndim != 4 or a.shape[1:] != (c, h, w):
+        raise ConfigError(f"{name}: expected shape (N, {c * h * w}) or (N, {c}, {h}, {w}), got {a.shape}")
+    if len(a) == 0:
+        raise ConfigError(f"{name}: no images to draw (N = 0)")
+    a = np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0).transpose(0, 2, 3, 1)
+    low = a.min(axis=(1, 2, 3), keepdims=True)
+    span = a.max(axis=(1, 2, 3), keepdims=True) - low
+    out = np.where(span > 0, (a - low) / np.where(span > 0, span, 1), 0.5)
+    return out.astype(np.float32)
+
+
+def _rgb_tiles(images, shape, name):
+    """(N, h, w, 3) in [0, 1]: grey images as they are, colour ones through color_images."""
+    if _is_color(shape):
+        return color_images(images, shape, name)
+    return _gray_to_rgb(_as_images(images, shape, name))
+
+
 def save_sample_grid(images, path, ncol=None, title=None, shape=(28, 28), pad=2, scale=1):
     """Save (N, h*w) or (N, h, w) images in [0, 1] as a grid PNG, ink white on black.
 
@@ -186,6 +226,11 @@ def save_sample_grid(images, path, ncol=None, title=None, shape=(28, 28), pad=2,
     Returns the path.
     """
     _check_png(path)
+    if _is_color(shape):       # (3, h, w): colour, each image min-max scaled (color_images)
+        tiles = color_images(images, shape)
+        ncol = math.isqrt(len(tiles) - 1) + 1 if ncol is None else _check_int(ncol, "ncol", 1)
+        grid = _tile(tiles, ncol, _check_int(pad, "pad", 0), 1.0)
+        return _save_rgb(grid, path, title=title, scale=scale)
     grid = image_grid(images, ncol=ncol, shape=shape, pad=pad, pad_value=1.0)
     return _save_rgb(_gray_to_rgb(grid), path, title=title, scale=scale)
 
@@ -201,8 +246,8 @@ def save_nearest_neighbour_grid(samples, neighbours, path, ncol=None, title=None
     Returns the path.
     """
     _check_png(path)
-    s = _as_images(samples, shape, "samples")
-    nb = _as_images(neighbours, shape, "neighbours")
+    s = _rgb_tiles(samples, shape, "samples")
+    nb = _rgb_tiles(neighbours, shape, "neighbours")
     if len(s) != len(nb):
         raise ConfigError(f"samples and neighbours must pair up: {len(s)} samples, "
                           f"{len(nb)} neighbours")
@@ -213,8 +258,8 @@ def save_nearest_neighbour_grid(samples, neighbours, path, ncol=None, title=None
         raise ConfigError(f"frame_color must be an RGB triple, got {frame_color!r}")
     # Each image gets a 1-pixel border: white around the sample, the frame colour around the
     # neighbour; a pair is the two side by side, so a white line always separates them.
-    s_rgb = np.pad(_gray_to_rgb(s), ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=1.0)
-    nb_rgb = np.pad(_gray_to_rgb(nb), ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=0.0)
+    s_rgb = np.pad(s, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=1.0)
+    nb_rgb = np.pad(nb, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=0.0)
     nb_rgb[:, [0, -1], :] = color
     nb_rgb[:, :, [0, -1]] = color
     pairs = np.concatenate([s_rgb, nb_rgb], axis=2)            # (N, h+2, 2(w+2), 3)
@@ -229,6 +274,13 @@ def save_interpolation_grid(rows, path, title=None, shape=(28, 28), pad=2, scale
     ``scale`` (default 2) enlarges every pixel to a scale x scale block. Returns the path.
     """
     _check_png(path)
+    if _is_color(shape):       # (R, S, 3*h*w): colour rows, each image min-max scaled
+        a = _host(rows, "rows")
+        if a.ndim < 3 or 0 in a.shape[:2]:
+            raise ConfigError(f"rows: expected shape (R, S, {int(np.prod(shape))}), got {a.shape}")
+        tiles = color_images(a.reshape((-1,) + a.shape[2:]), shape, "rows")
+        grid = _tile(tiles, a.shape[1], _check_int(pad, "pad", 0), 1.0)
+        return _save_rgb(grid, path, title=title, scale=scale)
     h, w = _check_shape(shape)
     a = _host(rows, "rows")
     if a.ndim not in (3, 4) or a.shape[2:] not in ((h * w,), (h, w)) or 0 in a.shape[:2]:

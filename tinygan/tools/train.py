@@ -2,6 +2,7 @@
 
     cfg = TrainConfig(epochs=5, out="runs/mnist")
     trainer = Trainer(cfg, train_images)          # host float32 (N, 784) in [0, 1]
+    # CIFAR-10: TrainConfig.paper("cifar10", ...) and load_training_images("cifar10", "train")
     trainer.run()                                 # or Trainer.resume(cfg, images).run()
 
 What a run leaves in ``cfg.out``:
@@ -32,15 +33,23 @@ from ..errors import CheckpointError, ConfigError, TrainingDiverged
 from .evaluate import nearest_neighbours
 from ..gan import GAN, SCHEDULES
 from ..losses import OBJECTIVES
-from ..network import paper_discriminator, paper_generator
+from ..network import (paper_cifar_discriminator, paper_cifar_generator, paper_discriminator,
+                       paper_generator)
 from ..optim import SGD, MomentumRamp
 from .plot import (append_history, read_history, save_loss_curves, save_nearest_neighbour_grid,
                    save_sample_grid)
 
 
+DATASETS = ("mnist", "fashion-mnist", "cifar10")
+IMAGE_SHAPES = {"mnist": (28, 28), "fashion-mnist": (28, 28), "cifar10": (3, 32, 32)}
+# the paper's settings that differ from its MNIST run (cifar10_fully_connected.yaml)
+PAPER_DEFAULTS = {"cifar10": {"lr": 0.025, "out": "runs/cifar10"}}
+
+
 @dataclasses.dataclass
 class TrainConfig:
-    """Settings of a run; the defaults are the paper's MNIST run (DESIGN.md section 4)."""
+    """Settings of a run; the defaults are the paper's MNIST run (DESIGN.md section 4).
+    ``TrainConfig.paper("cifar10", ...)`` gives the paper's CIFAR-10 run (lr 0.025)."""
     epochs: int = 100
     batch_size: int = 100
     objective: str = "nonsaturating"
@@ -66,6 +75,13 @@ class TrainConfig:
     classifier: str = ""        # a classifier checkpoint: log sample-quality metrics (metrics.py)
     metrics_every: int = 1      # ... every this many epochs
     metrics_samples: int = 2000
+    hidden: int = 0             # G's hidden width; 0: the paper's (1200 MNIST, 8000 CIFAR-10)
+    units: int = 0              # D's maxout units; 0: the paper's (240 MNIST, 1600 CIFAR-10)
+
+    @classmethod
+    def paper(cls, dataset="mnist", **overrides):
+        """The paper's settings for ``dataset``, with ``overrides`` on top."""
+        return cls(**{"dataset": dataset, **PAPER_DEFAULTS.get(dataset, {}), **overrides})
 
     def validate(self):
         """Raise ConfigError naming the first bad setting."""
@@ -74,7 +90,7 @@ class TrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{name.replace('_', '-')} must be a positive integer, got {v!r}")
-        for name in ("limit", "max_steps", "seed"):
+        for name in ("limit", "max_steps", "seed", "hidden", "units"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be a non-negative integer, got {v!r}")
@@ -82,6 +98,8 @@ class TrainConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ConfigError(f"{name.replace('_', '-')} must be a positive number, got {v!r}")
+        if self.dataset not in DATASETS:
+            raise ConfigError(f"unknown dataset {self.dataset!r}: choose one of {', '.join(DATASETS)}")
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"unknown objective {self.objective!r}: choose one of {', '.join(OBJECTIVES)}")
         if self.schedule not in SCHEDULES:
@@ -91,10 +109,23 @@ class TrainConfig:
         return self
 
 
-def build_gan(cfg, backend, pixel_mean):
+def build_networks(cfg, backend, pixel_mean=None):
+    """The paper's G and D for ``cfg.dataset`` (CIFAR-10: the fully-connected model of
+    Figure 2c; else the MNIST model, its output bias from ``pixel_mean``)."""
+    g_size = {"hidden": cfg.hidden} if cfg.hidden else {}
+    d_size = {"units": cfg.units} if cfg.units else {}
+    if cfg.dataset == "cifar10":
+        G = paper_cifar_generator(noise_dim=cfg.noise_dim, backend=backend, **g_size)
+        D = paper_cifar_discriminator(backend=backend, **d_size)
+    else:
+        G = paper_generator(noise_dim=cfg.noise_dim, pixel_mean=pixel_mean, backend=backend, **g_size)
+        D = paper_discriminator(backend=backend, **d_size)
+    return G, D
+
+
+def build_gan(cfg, backend, pixel_mean=None):
     """The paper's G and D with SGD (lr decay with a floor, momentum ramp) on ``backend``."""
-    G = paper_generator(noise_dim=cfg.noise_dim, pixel_mean=pixel_mean, backend=backend)
-    D = paper_discriminator(backend=backend)
+    G, D = build_networks(cfg, backend, pixel_mean)
     ramp = MomentumRamp(cfg.momentum, cfg.final_momentum, cfg.momentum_start, cfg.momentum_saturate)
 
     def sgd(net):
@@ -121,15 +152,17 @@ class Trainer:
         images = np.asarray(images, dtype=np.float32)
         if images.ndim != 2 or len(images) == 0:
             raise ConfigError(f"training images must be a non-empty (N, D) array, got shape {images.shape}")
-        if not np.isfinite(images).all() or images.min() < 0 or images.max() > 1:
-            raise ConfigError("training images must be finite and in [0, 1]")
+        if not np.isfinite(images).all():
+            raise ConfigError("training images must be finite")
+        if cfg.dataset != "cifar10" and (images.min() < 0 or images.max() > 1):
+            raise ConfigError("training images must be in [0, 1]")    # G's output is a sigmoid
         self.m = cfg.batch_size * (cfg.k if cfg.schedule == "alternating" else 1)
         if len(images) < self.m:
             raise ConfigError(f"{len(images)} training images are fewer than one batch of {self.m}")
         self.images = images
         self.be = backend or get_backend(cfg.backend, seed=cfg.seed)
         self.data = self.be.asarray(images)              # on the device once, indexed per batch
-        self.gan = build_gan(cfg, self.be, images.mean(axis=0))
+        self.gan = build_gan(cfg, self.be, None if cfg.dataset == "cifar10" else images.mean(axis=0))
         self.steps_per_epoch = len(images) // self.m
         self.out = Path(cfg.out)
         self.progress = progress
@@ -194,7 +227,7 @@ class Trainer:
         arrays, meta = load_checkpoint(path)
         saved = meta.get("config", {})
         for key in ("batch_size", "objective", "schedule", "k", "noise_dim", "dataset", "split",
-                    "limit", "lr", "lr_decay", "min_lr", "seed"):
+                    "limit", "lr", "lr_decay", "min_lr", "seed", "hidden", "units"):
             if key in saved and saved[key] != getattr(cfg, key):
                 raise CheckpointError(f"checkpoint {path} was made with {key}={saved[key]!r}, "
                                       f"this run asks for {getattr(cfg, key)!r}")
@@ -339,8 +372,9 @@ class Trainer:
 
     def _epoch_pictures(self, epoch):
         samples = self.be.to_numpy(self.gan.sample(len(self.fixed_noise), z=self.fixed_noise))
-        save_sample_grid(samples, self.out / "samples" / f"epoch_{epoch:04d}.png",
-                         title=f"epoch {epoch}")
+        shape = IMAGE_SHAPES[self.cfg.dataset]
+        save_sample_grid(samples, self.out / "samples" / f"epoch_{epoch:04d}.png", shape=shape,
+                         title=f"epoch {epoch}" + (" (each image min-max scaled)" if len(shape) == 3 else ""))
         save_loss_curves(read_history(self.out / "metrics.csv"), self.out / "curves.png",
                          title=f"{self.cfg.dataset} ({self.cfg.objective}, {self.cfg.schedule})")
 
@@ -349,7 +383,8 @@ class Trainer:
         samples = self.gan.sample(n, z=self.fixed_noise[:n])
         idx, _ = nearest_neighbours(samples, self.data, backend=self.be)
         save_nearest_neighbour_grid(self.be.to_numpy(samples), self.images[self.be.to_numpy(idx)],
-                                    self.out / "nearest_neighbours.png", ncol=6)
+                                    self.out / "nearest_neighbours.png", ncol=6,
+                                    shape=IMAGE_SHAPES[self.cfg.dataset])
 
 
 class _DeferredInterrupt:
@@ -374,3 +409,21 @@ class _DeferredInterrupt:
         for s, old in self._old.items():
             signal.signal(s, old)
         return False
+
+
+def load_training_images(dataset, split="train", data_dir=None, limit=0, progress=True):
+    """Host float32 (N, D) images of ``dataset``'s ``split`` (the first ``limit`` when > 0):
+    MNIST / Fashion-MNIST in [0, 1] (data.load_mnist), CIFAR-10 globally contrast-normalised
+    with scale 55 (cifar.load_cifar10)."""
+    if dataset == "cifar10":
+        from .cifar import load_cifar10
+        images, _ = load_cifar10(split, data_dir=data_dir, progress=progress)
+    else:
+        from .data import load_mnist
+        images, _ = load_mnist(dataset, split, data_dir=data_dir, progress=progress)
+    if limit:
+        if limit > len(images):
+            raise ConfigError(f"--limit {limit} is larger than the {len(images)} images of "
+                              f"the {dataset} {split} split")
+        images = images[:limit].copy()     # not a view holding the whole split
+    return images

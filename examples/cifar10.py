@@ -1,0 +1,41 @@
+"""Train the paper's fully-connected CIFAR-10 GAN (Goodfellow et al. 2014, Figure 2c) with tinygan.
+
+    python examples/cifar10.py --backend cupy                 # the paper's run (~126 M parameters)
+    python examples/cifar10.py --data-dir ~/data/cifar10 --epochs 5 --out runs/cifar-quick
+    python examples/cifar10.py --resume --epochs 10 --out runs/cifar-quick
+
+Defaults are the paper's run (cifar10_fully_connected.yaml): training images 0-39,999 of the
+binary version, globally contrast-normalised (scale 55); G 100 -> ReLU 8000 -> sigmoid 8000 ->
+linear 3072 (unbounded output); D dropout 0.8 -> maxout 1600x5 -> dropout 0.5 -> maxout
+1600x5 -> dropout 0.5 -> linear 1 (logits); batch 100, SGD lr 0.025 decayed by 1.000004 per
+step (floor 1e-6), momentum 0.5 -> 0.7 over epochs 1-250, simultaneous update, non-saturating
+G loss. Data: --data-dir, $TINYGAN_DATA or ~/.cache/tinygan/cifar10, holding the .bin files or
+cifar-10-binary.tar.gz; else the archive is downloaded (md5 checked) and extracted there.
+
+Pictures show each colour image min-max scaled on its own (lowest value black, highest white).
+The options and outputs are examples/mnist.py's (this script is that one with other defaults).
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # the shared examples/mnist.py
+
+import mnist  # noqa: E402
+from tinygan.tools.train import PAPER_DEFAULTS  # noqa: E402
+
+CIFAR10 = {**mnist.MNIST, "prog": "cifar10.py", "description": __doc__.split("\n\n")[0],
+           "datasets": ("cifar10",), **PAPER_DEFAULTS["cifar10"],
+           "data_help": "directory holding the CIFAR-10 .bin files (or its cifar-10-batches-bin/, "
+                        "or cifar-10-binary.tar.gz); else $TINYGAN_DATA, the cache "
+                        "~/.cache/tinygan/cifar10, then download",
+           "split_help": "split to train on: train = the paper's images 0-39,999 of the five data "
+                         "batches; test = the 10,000 images of test_batch.bin"}
+
+
+def main(argv=None):
+    return mnist.main(argv, CIFAR10)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
