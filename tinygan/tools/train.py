@@ -33,7 +33,7 @@ from .evaluate import nearest_neighbours
 from ..gan import GAN, SCHEDULES
 from ..losses import OBJECTIVES
 from ..network import paper_discriminator, paper_generator
-from ..optim import SGD, MomentumRamp
+from ..optim import SGD, ExponentialDecay, MomentumRamp
 from .plot import (append_history, read_history, save_loss_curves, save_nearest_neighbour_grid,
                    save_sample_grid)
 
@@ -99,7 +99,7 @@ def build_gan(cfg, backend, pixel_mean):
 
     def sgd(net):
         return SGD(net.param_vector, net.grad_vector, lr=cfg.lr, momentum=ramp,
-                   decay=cfg.lr_decay, min_lr=cfg.min_lr)
+                   decay=ExponentialDecay(cfg.lr_decay, cfg.min_lr))
     return GAN(G, D, sgd(G), sgd(D), noise_dim=cfg.noise_dim, objective=cfg.objective,
                schedule=cfg.schedule, k=cfg.k)
 
@@ -162,8 +162,8 @@ class Trainer:
         g, to_np = self.gan, self.be.to_numpy
         arrays = {f"G/{k}": to_np(v) for k, v in g.G.params}
         arrays.update({f"D/{k}": to_np(v) for k, v in g.D.params})
-        for net, opt in (("G", g.g_opt), ("D", g.d_opt)):
-            arrays.update({f"opt_{net}/{k}": to_np(v) for k, v in opt.state()["arrays"].items()})
+        arrays.update({f"opt_G/{k}": to_np(v) for k, v in g.g_opt.state().items()})
+        arrays.update({f"opt_D/{k}": to_np(v) for k, v in g.d_opt.state().items()})
         arrays["fixed_noise"] = to_np(self.fixed_noise)
         return arrays
 
@@ -175,8 +175,6 @@ class Trainer:
                                    f"the last good checkpoint in {self.out} is kept")
         meta = {"config": dataclasses.asdict(self.cfg), "step": self.step, "epoch": self.epoch,
                 "backend": self.be.name, "rng_state": self.be.rng_state(),
-                "g_opt": {k: v for k, v in g.g_opt.state().items() if k != "arrays"},
-                "d_opt": {k: v for k, v in g.d_opt.state().items() if k != "arrays"},
                 "tinygan_version": __version__}
         save_checkpoint(self.checkpoint_path, self.state_arrays(), meta)
         self._saved_step = self.step
@@ -208,11 +206,8 @@ class Trainer:
         check_compatible(arrays, expected)
         g.G.load_state({k[2:]: v for k, v in arrays.items() if k.startswith("G/")})
         g.D.load_state({k[2:]: v for k, v in arrays.items() if k.startswith("D/")})
-        for net, opt, key in (("G", g.g_opt, "g_opt"), ("D", g.d_opt, "d_opt")):
-            state = dict(meta[key])
-            state["arrays"] = {k.split("/", 1)[1]: v for k, v in arrays.items()
-                               if k.startswith(f"opt_{net}/")}
-            opt.load_state(state, be.asarray)
+        g.g_opt.load_state({k[6:]: v for k, v in arrays.items() if k.startswith("opt_G/")})
+        g.d_opt.load_state({k[6:]: v for k, v in arrays.items() if k.startswith("opt_D/")})
         self.fixed_noise = be.asarray(arrays["fixed_noise"])
         self.step, self.epoch = int(meta["step"]), int(meta["epoch"])
         self._saved_step = self.step                     # that checkpoint is on disk already
@@ -296,7 +291,7 @@ class Trainer:
         self.epoch = epoch
         seconds = time.perf_counter() - t0
         row = {"epoch": epoch, "step": self.step, **{k: float(v) / count for k, v in sums.items()},
-               "lr": gan.d_opt.lr, "momentum": gan.d_opt.momentum, "seconds": seconds,
+               "lr": gan.d_opt.current_lr, "momentum": gan.d_opt.momentum, "seconds": seconds,
                "samples_per_s": count * self.m / max(seconds, 1e-9)}
         row.update(self._sample_quality(epoch))
         append_history(self.out / "metrics.csv", row)
