@@ -13,7 +13,8 @@ from tinygan.tools.classifier import (Classifier, fit, load_classifier, log_soft
                                 softmax_cross_entropy)
 from tinygan.errors import CheckpointError, ConfigError
 from tinygan.layers import Dropout
-from tinygan.gradcheck import check_array, check_module, format_table, max_error
+from tinygan.gradcheck import check_array, check_module, max_error
+from tinygan.tools.gradcheck_cli import format_table
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST_DIR = REPO.parent / "shared" / "data" / "mnist"

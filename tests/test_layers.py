@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from tinygan.errors import ConfigError
-from tinygan.gradcheck import check_module, format_table, max_error
+from tinygan.gradcheck import check_module, max_error
+from tinygan.tools.gradcheck_cli import format_table
 from tinygan.layers import (LAYER_CLASSES, Dropout, LeakyReLU, Linear, Maxout, ReLU, Sigmoid,
                             Tanh)
 

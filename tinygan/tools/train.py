@@ -30,8 +30,7 @@ from ..backend import get_backend
 from .checkpoint import check_compatible, checkpoint_exists, load_checkpoint, save_checkpoint
 from ..errors import CheckpointError, ConfigError, TrainingDiverged
 from .evaluate import nearest_neighbours
-from ..gan import GAN, SCHEDULES
-from ..losses import OBJECTIVES
+from ..gan import GAN, check_settings
 from ..network import paper_discriminator, paper_generator
 from ..optim import SGD, ExponentialDecay, MomentumRamp
 from .plot import (append_history, read_history, save_loss_curves, save_nearest_neighbour_grid,
@@ -82,12 +81,7 @@ class TrainConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ConfigError(f"{name.replace('_', '-')} must be a positive number, got {v!r}")
-        if self.objective not in OBJECTIVES:
-            raise ConfigError(f"unknown objective {self.objective!r}: choose one of {', '.join(OBJECTIVES)}")
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"unknown schedule {self.schedule!r}: choose one of {', '.join(SCHEDULES)}")
-        if self.schedule == "simultaneous" and self.k != 1:
-            raise ConfigError("--k > 1 needs --schedule alternating (the simultaneous update has k = 1)")
+        check_settings(self.objective, self.schedule, self.k)
         return self
 
 
