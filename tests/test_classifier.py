@@ -12,7 +12,6 @@ from tinygan.tools.checkpoint import save_checkpoint
 from tinygan.tools.classifier import (Classifier, fit, load_classifier, log_softmax, softmax,
                                 softmax_cross_entropy)
 from tinygan.errors import CheckpointError, ConfigError
-from tinygan.layers import Dropout
 from tinygan.gradcheck import check_array, check_module, max_error
 from tinygan.tools.gradcheck_cli import format_table
 
@@ -94,16 +93,14 @@ def test_classifier_loss_gradient_check_through_the_network(be64):
     clf = small(be64)
     x, y = be64.normal((5, 6)), np.array([0, 2, 1, 1, 0])
     clf.net.forward(x)
-    for layer in clf.net.layers:
-        if isinstance(layer, Dropout):
-            layer.fixed_mask = True      # keep the mask just drawn
-    _, dl = softmax_cross_entropy(clf.net.forward(x), y)
-    clf.net.backward(dl)
-    analytic = {k: g.copy() for k, g in clf.net.grads}
+    with clf.net.frozen_dropout():       # keep the mask just drawn
+        _, dl = softmax_cross_entropy(clf.net.forward(x), y)
+        clf.net.backward(dl)
+        analytic = {k: g.copy() for k, g in clf.net.grads}
 
-    def loss():
-        return softmax_cross_entropy(clf.net.forward(x), y)[0]
-    rows = [check_array(loss, p, analytic[k], name=k) for k, p in clf.net.params]
+        def loss():
+            return softmax_cross_entropy(clf.net.forward(x), y)[0]
+        rows = [check_array(loss, p, analytic[k], name=k) for k, p in clf.net.params]
     print(format_table(rows))
     assert all(r.method == "coordinates" for r in rows)
     assert max_error(rows) < 1e-7, format_table(rows)

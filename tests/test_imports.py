@@ -149,3 +149,19 @@ def test_the_layering_test_sees_a_violation(tmp_path):
     guarded = tmp_path / "gradcheck.py"
     guarded.write_text('import math\nif __name__ == "__main__":\n    from .tools import cli\n')
     assert module_level_imports(guarded, "tinygan") == {"math"}
+
+
+def test_readme_layout_lists_every_module_and_the_reading_path():
+    """The README's layout names every module; its reading path gives each core file's line
+    count (within 10%: a small edit need not touch the README, a rewrite must)."""
+    import re
+    text = (PKG.parent / "README.md").read_text()
+    layout = text[text.index("## The layout"):]
+    for p in PKG.rglob("*.py"):
+        assert str(p.relative_to(PKG.parent)) in layout, p
+    for m in CORE:
+        row = re.search(rf"\| \[`tinygan/{m}\.py`\]\(tinygan/{m}\.py\) \| (\d+) \|", layout)
+        assert row, f"{m}.py missing from the reading path"
+        actual = (PKG / f"{m}.py").read_text().count("\n")
+        assert abs(int(row[1]) - actual) <= 0.1 * actual, (m, row[1], actual)
+    assert "under an hour" in layout

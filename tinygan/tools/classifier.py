@@ -117,13 +117,9 @@ class Classifier:
     def _eval_batches(self, x, batch_size, fn):
         x = self._as_input(x)
         out = []
-        was = self.net.training
-        self.net.eval()
-        try:
+        with self.net.evaluating():
             for i in range(0, x.shape[0], _positive(batch_size, "batch_size")):
                 out.append(fn(x[i:i + batch_size]))
-        finally:
-            self.net.train(was)
         return self.backend.xp.concatenate(out) if len(out) > 1 else out[0]
 
     def logits(self, x, batch_size=1000):

@@ -39,7 +39,8 @@ from .plot import (append_history, read_history, save_loss_curves, save_nearest_
 
 @dataclasses.dataclass
 class TrainConfig:
-    """Settings of a run; the defaults are the paper's MNIST run (DESIGN.md section 4)."""
+    """Settings of a run; the defaults are the paper's MNIST run (README, "Train the paper's
+    MNIST model")."""
     epochs: int = 100
     batch_size: int = 100
     objective: str = "nonsaturating"
