@@ -29,7 +29,6 @@ import io
 import json
 import math
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -40,6 +39,7 @@ from matplotlib.image import imsave
 from matplotlib.ticker import MaxNLocator
 
 from ..errors import ConfigError, DataError
+from .files import atomic_write, fsync_path
 
 FRAME_COLOR = (1.0, 0.8, 0.0)   # the neighbours' frame: a strong yellow, as in the paper's Fig. 2
 _TITLE_PX = 30                  # height of the title band, in pixels
@@ -123,26 +123,6 @@ def image_grid(images, ncol=None, shape=(28, 28), pad=2, pad_value=1.0):
     if not 0.0 <= float(pad_value) <= 1.0:
         raise ConfigError(f"pad_value must be in [0, 1], got {pad_value!r}")
     return _tile(imgs, ncol, pad, float(pad_value))
-
-
-def atomic_write(path, write):
-    """Create path's directory, call write(binary file) on a temp file beside it, fsync,
-    os.replace into place; the temp file is removed on any failure. Returns Path(path)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)   # mkstemp makes 0600; a picture is for everyone to read
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def _check_png(path):
@@ -337,12 +317,8 @@ def _cell(value, key):
 
 
 def _fsync_dir(directory):
-    with contextlib.suppress(OSError):   # some filesystems cannot fsync a directory
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    with contextlib.suppress(OSError):   # some filesystems cannot open a directory
+        fsync_path(directory, directory=True)
 
 
 def append_history(path, row):
