@@ -99,6 +99,68 @@ def build_gan(cfg, backend, pixel_mean):
                schedule=cfg.schedule, k=cfg.k)
 
 
+# --- the checkpoint schema: the one place that knows it ----------------------------------------
+# arrays  "G/<name>", "D/<name>"        the networks' parameters (Sequential.state())
+#         "opt_G/<name>", "opt_D/<name>"  the optimizers' state (Optimizer.state())
+#         "fixed_noise"                  the noise behind the per-epoch sample grids
+# meta    "config" (TrainConfig as a dict), "step", "epoch", "backend", "rng_state",
+#         "tinygan_version"
+
+def gan_arrays(gan, to_numpy):
+    """{name: host array} of G, D and both optimizers, named as the schema above says."""
+    parts = (("G/", gan.G.state()), ("D/", gan.D.state()),
+             ("opt_G/", gan.g_opt.state()), ("opt_D/", gan.d_opt.state()))
+    return {prefix + k: to_numpy(v) for prefix, state in parts for k, v in state.items()}
+
+
+def load_gan_arrays(gan, arrays, generator_only=False):
+    """Restore G, D and both optimizers from ``arrays`` named as :func:`gan_arrays` names them.
+    ``generator_only``: G is required, D and the optimizers are restored when present (a
+    checkpoint kept for sampling may hold G alone)."""
+    def part(prefix):
+        return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+    gan.G.load_state(part("G/"))
+    for prefix, target in (("D/", gan.D), ("opt_G/", gan.g_opt), ("opt_D/", gan.d_opt)):
+        if not generator_only or part(prefix):
+            target.load_state(part(prefix))
+
+
+def checkpoint_path(path):
+    """The checkpoint of a run directory (``dir/checkpoint``), or ``path`` itself when it is a
+    checkpoint (``.../checkpoint``, ``.npz`` or ``.json``); CheckpointError if there is none."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoint"
+    if not checkpoint_exists(path):
+        raise CheckpointError(f"no run directory or checkpoint at {path}: give the --out "
+                              "directory of examples/mnist.py (or its checkpoint)")
+    return path
+
+
+def load_run(path, backend=None):
+    """A finished or interrupted run: ``(gan, cfg, meta)`` from a run directory or any form of
+    its checkpoint path. ``gan`` is the paper's GAN on ``backend`` (default: the run's
+    backend setting) with G, D and the optimizers as saved; ``cfg`` the run's TrainConfig;
+    ``meta`` the checkpoint's meta (step, epoch, ...). A checkpoint holding G alone loads too
+    (D and the optimizers then keep their initial state)."""
+    arrays, meta = load_checkpoint(checkpoint_path(path))
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    cfg = TrainConfig(**{k: v for k, v in meta.get("config", {}).items() if k in fields})
+    backend = backend or get_backend(cfg.backend, seed=cfg.seed)
+    gan = build_gan(cfg, backend, pixel_mean=None)       # every parameter comes from the file
+    try:
+        load_gan_arrays(gan, arrays, generator_only=True)
+    except ConfigError as exc:
+        raise CheckpointError(f"checkpoint {path} does not fit the paper's GAN: {exc}") from None
+    return gan, cfg, meta
+
+
+def sample_images(gan, n, batch=1000):
+    """n samples of G from its noise prior, as host float32 (n, D_x), ``batch`` at a time."""
+    be = gan.backend
+    return np.concatenate([be.to_numpy(gan.sample(min(batch, n - i))) for i in range(0, n, batch)])
+
+
 def _progress(total, desc, initial=0):
     try:
         from tqdm import tqdm
@@ -154,12 +216,8 @@ class Trainer:
 
     def state_arrays(self):
         """Every array a resume needs, as host numpy arrays."""
-        g, to_np = self.gan, self.be.to_numpy
-        arrays = {f"G/{k}": to_np(v) for k, v in g.G.params}
-        arrays.update({f"D/{k}": to_np(v) for k, v in g.D.params})
-        arrays.update({f"opt_G/{k}": to_np(v) for k, v in g.g_opt.state().items()})
-        arrays.update({f"opt_D/{k}": to_np(v) for k, v in g.d_opt.state().items()})
-        arrays["fixed_noise"] = to_np(self.fixed_noise)
+        arrays = gan_arrays(self.gan, self.be.to_numpy)
+        arrays["fixed_noise"] = self.be.to_numpy(self.fixed_noise)
         return arrays
 
     def save(self):
@@ -199,10 +257,7 @@ class Trainer:
         g, be = self.gan, self.be
         expected = {k: tuple(v.shape) for k, v in self.state_arrays().items()}
         check_compatible(arrays, expected)
-        g.G.load_state({k[2:]: v for k, v in arrays.items() if k.startswith("G/")})
-        g.D.load_state({k[2:]: v for k, v in arrays.items() if k.startswith("D/")})
-        g.g_opt.load_state({k[6:]: v for k, v in arrays.items() if k.startswith("opt_G/")})
-        g.d_opt.load_state({k[6:]: v for k, v in arrays.items() if k.startswith("opt_D/")})
+        load_gan_arrays(g, arrays)
         self.fixed_noise = be.asarray(arrays["fixed_noise"])
         self.step, self.epoch = int(meta["step"]), int(meta["epoch"])
         self._saved_step = self.step                     # that checkpoint is on disk already
