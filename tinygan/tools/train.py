@@ -12,6 +12,11 @@ What a run leaves in ``cfg.out``:
     checkpoint.npz/.json     parameters, optimizer state, step, epoch, rng state, config
     checkpoint.prev.*        the checkpoint before it (kept by checkpoint.py for crash safety)
 
+Three parts: :class:`Trainer` is the loop (epochs, steps, resume, Ctrl-C); :class:`RunDirectory`
+owns the paths and every file written (checkpoint, metrics log, figures); :class:`ProgressReporter`
+is what a person watching sees (progress bar, one line per epoch). The checkpoint schema and
+:func:`load_run` (a run from its directory or any checkpoint path) are here too.
+
 The loop copies device values to the host once per logging interval (``log_every`` steps)
 and at the end of each epoch, never inside a training step.
 """
@@ -161,13 +166,86 @@ def sample_images(gan, n, batch=1000):
     return np.concatenate([be.to_numpy(gan.sample(min(batch, n - i))) for i in range(0, n, batch)])
 
 
-def _progress(total, desc, initial=0):
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover - tqdm is a dependency
-        return None
-    return tqdm(total=total, desc=desc, initial=initial, unit="step", leave=False,
-                dynamic_ncols=True, mininterval=0.5)
+class RunDirectory:
+    """A run's directory and everything written in it: the checkpoint, the metrics log, the
+    per-epoch sample grids and curves, the final nearest-neighbour figure."""
+
+    def __init__(self, out):
+        self.out = Path(out)
+        try:
+            (self.out / "samples").mkdir(parents=True, exist_ok=True)
+            probe = self.out / ".write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise ConfigError(f"cannot write to output directory {self.out}: {exc.strerror or exc}") from None
+
+    @property
+    def checkpoint(self):
+        return self.out / "checkpoint"
+
+    @property
+    def metrics(self):
+        return self.out / "metrics.csv"
+
+    def save_checkpoint(self, arrays, meta):
+        save_checkpoint(self.checkpoint, arrays, meta)
+
+    def log(self, row):
+        """Append one epoch's row to metrics.csv."""
+        append_history(self.metrics, row)
+
+    def epoch_pictures(self, epoch, samples, title):
+        """samples/epoch_NNNN.png (host samples) and curves.png from the metrics log."""
+        save_sample_grid(samples, self.out / "samples" / f"epoch_{epoch:04d}.png",
+                         title=f"epoch {epoch}")
+        save_loss_curves(read_history(self.metrics), self.out / "curves.png", title=title)
+
+    def nearest_neighbours(self, samples, neighbours):
+        save_nearest_neighbour_grid(samples, neighbours, self.out / "nearest_neighbours.png",
+                                    ncol=6)
+
+
+class ProgressReporter:
+    """What a person watching the run sees: a progress bar per epoch (tqdm) with the losses and
+    the speed at each logging interval, and one line per epoch. ``enabled=False``: the epoch
+    lines only."""
+
+    def __init__(self, enabled=True):
+        self.enabled = enabled
+        self.bar = None
+
+    def start_epoch(self, epoch, epochs, total, done=0):
+        self.close()
+        if self.enabled:
+            try:
+                from tqdm import tqdm
+            except ImportError:  # pragma: no cover - tqdm is a dependency
+                return
+            self.bar = tqdm(total=total, desc=f"epoch {epoch}/{epochs}", initial=done,
+                            unit="step", leave=False, dynamic_ncols=True, mininterval=0.5)
+
+    def interval(self, host, steps, samples_per_s):
+        """host: the interval's mean stats (floats); ``steps`` steps were taken in it."""
+        if self.bar is not None:
+            self.bar.set_postfix(d_loss=f"{host['d_loss']:.3f}", g_loss=f"{host['g_loss']:.3f}",
+                                 Dx=f"{host['d_real']:.2f}", DGz=f"{host['d_fake']:.2f}",
+                                 samples_s=f"{samples_per_s:.0f}", refresh=False)
+            self.bar.update(steps)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def epoch_line(self, row):
+        quality = ""
+        if not math.isnan(row.get("inception_score", math.nan)):
+            quality = (f"  classes {row['classes_covered']:.0f}/10  IS {row['inception_score']:.2f}"
+                       f"  FD {row['frechet_distance']:.1f}")
+        print(f"epoch {row['epoch']}: d_loss {row['d_loss']:.4f}  g_loss {row['g_loss']:.4f}  "
+              f"D(x) {row['d_real']:.3f}  D(G(z)) {row['d_fake']:.3f}  "
+              f"{row['seconds']:.1f} s  {row['samples_per_s']:.0f} samples/s{quality}", flush=True)
 
 
 class Trainer:
@@ -189,30 +267,26 @@ class Trainer:
         self.gan = build_gan(cfg, self.be, images.mean(axis=0))
         self.steps_per_epoch = len(images) // self.m
         self.out = Path(cfg.out)
-        self.progress = progress
+        self.reporter = ProgressReporter(progress)
         self.epoch = 0                                   # epochs completed
-        self.step = 0                                    # training steps completed
         self._saved_step = None                          # step of the last checkpoint written
+        self._interrupt = None                           # the _DeferredInterrupt while running
+        self.interrupted = False
         self.fixed_noise = self.gan.sample_noise(cfg.n_fixed_samples)
-        self._make_out_dir()
+        self.run_dir = RunDirectory(self.out)
         self.classifier = None
         if cfg.classifier:
             from .classifier import load_classifier
             self.classifier, _ = load_classifier(cfg.classifier, backend=self.be)
 
-    # --- files -----------------------------------------------------------------------------
-    def _make_out_dir(self):
-        try:
-            (self.out / "samples").mkdir(parents=True, exist_ok=True)
-            probe = self.out / ".write-test"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as exc:
-            raise ConfigError(f"cannot write to output directory {self.out}: {exc.strerror or exc}") from None
+    @property
+    def step(self):
+        """Training steps completed: the GAN's own count (one counter)."""
+        return self.gan.step_count
 
     @property
     def checkpoint_path(self):
-        return self.out / "checkpoint"
+        return self.run_dir.checkpoint
 
     def state_arrays(self):
         """Every array a resume needs, as host numpy arrays."""
@@ -229,7 +303,7 @@ class Trainer:
         meta = {"config": dataclasses.asdict(self.cfg), "step": self.step, "epoch": self.epoch,
                 "backend": self.be.name, "rng_state": self.be.rng_state(),
                 "tinygan_version": __version__}
-        save_checkpoint(self.checkpoint_path, self.state_arrays(), meta)
+        self.run_dir.save_checkpoint(self.state_arrays(), meta)
         self._saved_step = self.step
 
     @classmethod
@@ -259,9 +333,8 @@ class Trainer:
         check_compatible(arrays, expected)
         load_gan_arrays(g, arrays)
         self.fixed_noise = be.asarray(arrays["fixed_noise"])
-        self.step, self.epoch = int(meta["step"]), int(meta["epoch"])
+        g.step_count, self.epoch = int(meta["step"]), int(meta["epoch"])
         self._saved_step = self.step                     # that checkpoint is on disk already
-        g.step_count = self.step
         if be.name == "numpy" and meta.get("rng_state") and meta.get("backend") == "numpy":
             be.set_rng_state(meta["rng_state"])
         else:                       # CuPy's generator has no state to restore: reseed from the step
@@ -285,11 +358,15 @@ class Trainer:
         # every save, so NumPy's per-operation floating-point warnings would only add noise
         with _DeferredInterrupt() as interrupt, np.errstate(all="ignore"):
             self._interrupt = interrupt
-            while self.epoch < self.cfg.epochs and not self._done():
-                row = self._run_epoch()
-                if row is None:                       # stopped mid-epoch (max_steps or Ctrl-C)
-                    break
-                rows.append(row)
+            try:
+                while self.epoch < self.cfg.epochs and not self._done():
+                    row = self._run_epoch()
+                    if row is None:                   # stopped mid-epoch (max_steps or Ctrl-C)
+                        break
+                    rows.append(row)
+            finally:
+                self._interrupt = None
+                self.reporter.close()
         self.interrupted = interrupt.requested
         if self._saved_step != self.step:          # stopped mid-epoch: each epoch saves itself
             self.save()
@@ -301,7 +378,7 @@ class Trainer:
         return rows
 
     def _done(self):
-        if getattr(self, "_interrupt", None) is not None and self._interrupt.requested:
+        if self._interrupt is not None and self._interrupt.requested:
             return True
         return bool(self.cfg.max_steps) and self.step >= self.cfg.max_steps
 
@@ -311,17 +388,15 @@ class Trainer:
         gan.set_epoch(epoch)
         order = be.asarray(self._batch_order(epoch), dtype="int64")
         first = self.step - self.epoch * self.steps_per_epoch   # > 0 when resuming mid-epoch
-        bar = _progress(self.steps_per_epoch, f"epoch {epoch}/{cfg.epochs}", first) if self.progress else None
+        self.reporter.start_epoch(epoch, cfg.epochs, self.steps_per_epoch, first)
         sums = None
         count, window_start, window_steps = 0, time.perf_counter(), 0
         t0 = time.perf_counter()
         for i in range(first, self.steps_per_epoch):
             if self._done():
-                if bar is not None:
-                    bar.close()
+                self.reporter.close()
                 return None
             stats = gan.train_step(self.data[order[i * self.m:(i + 1) * self.m]])
-            self.step += 1
             sums = dict(stats) if sums is None else {k: sums[k] + v for k, v in stats.items()}
             count += 1
             window_steps += 1
@@ -329,31 +404,21 @@ class Trainer:
                 host = {k: float(v) / count for k, v in sums.items()}      # one sync per interval
                 self._check_finite(host)
                 now = time.perf_counter()
-                rate = window_steps * self.m / max(now - window_start, 1e-9)
-                if bar is not None:
-                    bar.set_postfix(d_loss=f"{host['d_loss']:.3f}", g_loss=f"{host['g_loss']:.3f}",
-                                    Dx=f"{host['d_real']:.2f}", DGz=f"{host['d_fake']:.2f}",
-                                    samples_s=f"{rate:.0f}", refresh=False)
-                    bar.update(window_steps)
+                self.reporter.interval(host, window_steps,
+                                       window_steps * self.m / max(now - window_start, 1e-9))
                 window_start, window_steps = now, 0
-        if bar is not None:
-            bar.close()
+        self.reporter.close()
         self.epoch = epoch
         seconds = time.perf_counter() - t0
         row = {"epoch": epoch, "step": self.step, **{k: float(v) / count for k, v in sums.items()},
                "lr": gan.d_opt.current_lr, "momentum": gan.d_opt.momentum, "seconds": seconds,
                "samples_per_s": count * self.m / max(seconds, 1e-9)}
         row.update(self._sample_quality(epoch))
-        append_history(self.out / "metrics.csv", row)
-        self._epoch_pictures(epoch)
+        self.run_dir.log(row)
+        samples = self.be.to_numpy(self.gan.sample(len(self.fixed_noise), z=self.fixed_noise))
+        self.run_dir.epoch_pictures(epoch, samples, f"{cfg.dataset} ({cfg.objective}, {cfg.schedule})")
         self.save()
-        quality = ""
-        if self.classifier is not None and not math.isnan(row["inception_score"]):
-            quality = (f"  classes {row['classes_covered']:.0f}/10  IS {row['inception_score']:.2f}"
-                       f"  FD {row['frechet_distance']:.1f}")
-        print(f"epoch {epoch}: d_loss {row['d_loss']:.4f}  g_loss {row['g_loss']:.4f}  "
-              f"D(x) {row['d_real']:.3f}  D(G(z)) {row['d_fake']:.3f}  "
-              f"{row['seconds']:.1f} s  {row['samples_per_s']:.0f} samples/s{quality}", flush=True)
+        self.reporter.epoch_line(row)
         return row
 
     def _sample_quality(self, epoch):
@@ -376,19 +441,12 @@ class Trainer:
                                    + ", ".join(f"{k}={v}" for k, v in bad.items())
                                    + f"; the last good checkpoint in {self.out} is kept")
 
-    def _epoch_pictures(self, epoch):
-        samples = self.be.to_numpy(self.gan.sample(len(self.fixed_noise), z=self.fixed_noise))
-        save_sample_grid(samples, self.out / "samples" / f"epoch_{epoch:04d}.png",
-                         title=f"epoch {epoch}")
-        save_loss_curves(read_history(self.out / "metrics.csv"), self.out / "curves.png",
-                         title=f"{self.cfg.dataset} ({self.cfg.objective}, {self.cfg.schedule})")
-
     def finish(self, n=36):
         """The paper's Figure 2: samples beside their nearest training images."""
         samples = self.gan.sample(n, z=self.fixed_noise[:n])
         idx, _ = nearest_neighbours(samples, self.data, backend=self.be)
-        save_nearest_neighbour_grid(self.be.to_numpy(samples), self.images[self.be.to_numpy(idx)],
-                                    self.out / "nearest_neighbours.png", ncol=6)
+        self.run_dir.nearest_neighbours(self.be.to_numpy(samples),
+                                        self.images[self.be.to_numpy(idx)])
 
 
 class _DeferredInterrupt:
