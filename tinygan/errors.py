@@ -31,7 +31,7 @@ class TrainingDiverged(TinyGANError):
 
 # --- argument checks: the one home of validation, every check ``check_x(name, value, ...)`` --
 
-def check_positive_int(name, value, minimum=1):
+def check_int(name, value, minimum=1):
     """``value`` as an int >= ``minimum`` (bools refused), else ConfigError naming ``name``."""
     if isinstance(value, bool) or not hasattr(value, "__index__") or int(value) < minimum:
         kind = "a positive integer" if minimum == 1 else (
@@ -45,6 +45,14 @@ def check_positive(name, value):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value \
             or not 0 < value < float("inf"):
         raise ConfigError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def check_non_negative(name, value):
+    """``value`` as a finite float >= 0, else ConfigError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value \
+            or not 0 <= value < float("inf"):
+        raise ConfigError(f"{name} must be a number >= 0, got {value!r}")
     return float(value)
 
 

@@ -21,7 +21,7 @@ Update schedules:
 
 import math
 
-from .errors import ConfigError, check_choice, check_positive_int
+from .errors import ConfigError, check_choice, check_int
 from .layers import ALL
 from .losses import OBJECTIVES, discriminator_loss, generator_loss, sigmoid
 
@@ -34,7 +34,7 @@ def check_settings(objective, schedule, k, noise="uniform"):
     check_choice("objective", objective, OBJECTIVES)
     check_choice("schedule", schedule, SCHEDULES)
     check_choice("noise", noise, NOISES)
-    check_positive_int("k (discriminator steps per generator step)", k)
+    check_int("k (discriminator steps per generator step)", k)
     if schedule == "simultaneous" and k != 1:
         raise ConfigError("k > 1 needs schedule 'alternating' (the simultaneous update has k = 1)")
 

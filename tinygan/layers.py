@@ -23,7 +23,7 @@ import contextlib
 import math
 
 from .backend import default_backend
-from .errors import ConfigError, check_positive_int
+from .errors import ConfigError, check_int
 
 
 ALL = slice(None)
@@ -86,8 +86,8 @@ class Linear(Layer):
 
     def __init__(self, n_in, n_out, init="uniform", scale=0.05, backend=None):
         super().__init__(backend)
-        self.n_in = check_positive_int("n_in", n_in)
-        self.n_out = check_positive_int("n_out", n_out)
+        self.n_in = check_int("n_in", n_in)
+        self.n_out = check_int("n_out", n_out)
         be = self.backend
         self.params = {"W": init_weights(be, n_in, n_out, init, scale), "b": be.zeros((n_out,))}
         self.grads = {"W": be.zeros((n_in, n_out)), "b": be.zeros((n_out,))}
@@ -194,9 +194,9 @@ class Maxout(Layer):
 
     def __init__(self, n_in, units, pieces, init="uniform", scale=0.005, backend=None):
         super().__init__(backend)
-        self.n_in = check_positive_int("n_in", n_in)
-        self.units = check_positive_int("units", units)
-        self.pieces = check_positive_int("pieces", pieces)
+        self.n_in = check_int("n_in", n_in)
+        self.units = check_int("units", units)
+        self.pieces = check_int("pieces", pieces)
         self.linear = Linear(n_in, units * pieces, init, scale, backend=self.backend)
         self.params, self.grads = self.linear.params, self.linear.grads
         self.mask = None                # cache: which piece is the max, (N, pieces, units)
@@ -227,8 +227,9 @@ class Dropout(Layer):
     """Inverted dropout: y = x * m / keep_prob with m ~ Bernoulli(keep_prob) at train time;
     y = x at test time (``training = False``).
 
-    The mask is drawn from the backend's rng at each forward; inside ``with layer.frozen_dropout():``
-    forward reuses the last mask (gradient checks need the same mask in every evaluation).
+    The mask is drawn from the backend's rng at each forward; inside
+    ``with layer.frozen_dropout():`` forward reuses the last mask (gradient checks need the
+    same mask in every evaluation).
     """
 
     def __init__(self, keep_prob, backend=None, inplace=False):
@@ -237,7 +238,7 @@ class Dropout(Layer):
             raise ConfigError(f"keep_prob must be in (0, 1], got {keep_prob!r}")
         self.keep_prob = float(keep_prob)
         self.fixed_mask = False         # set only by frozen_dropout()
-        self.scaled_mask = None         # cache: m / keep_prob of the last forward, None at test time
+        self.scaled_mask = None         # cache: m / keep_prob of the last forward (None: eval)
 
     @contextlib.contextmanager
     def frozen_dropout(self):

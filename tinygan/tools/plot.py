@@ -38,7 +38,7 @@ from matplotlib.figure import Figure
 from matplotlib.image import imsave
 from matplotlib.ticker import MaxNLocator
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, check_int
 from .files import atomic_write, fsync_path
 
 FRAME_COLOR = (1.0, 0.8, 0.0)   # the neighbours' frame: a strong yellow, as in the paper's Fig. 2
@@ -84,12 +84,6 @@ def _as_images(images, shape, name="images"):
     return np.clip(np.nan_to_num(a, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
 
 
-def _check_int(value, name, low):
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
-        raise ConfigError(f"{name} must be an int >= {low}, got {value!r}")
-    return int(value)
-
-
 def _tile(tiles, ncol, pad, fill):
     """Tiles (N, h, w, *C) -> (nrow*(h+pad)+pad, ncol*(w+pad)+pad, *C), nrow = ceil(N/ncol).
 
@@ -118,8 +112,8 @@ def image_grid(images, ncol=None, shape=(28, 28), pad=2, pad_value=1.0):
     (around every tile, the outer border included) and unused cells hold ``pad_value``.
     """
     imgs = _as_images(images, shape)
-    ncol = math.isqrt(len(imgs) - 1) + 1 if ncol is None else _check_int(ncol, "ncol", 1)
-    pad = _check_int(pad, "pad", 0)
+    ncol = math.isqrt(len(imgs) - 1) + 1 if ncol is None else check_int("ncol", ncol)
+    pad = check_int("pad", pad, minimum=0)
     if not 0.0 <= float(pad_value) <= 1.0:
         raise ConfigError(f"pad_value must be in [0, 1], got {pad_value!r}")
     return _tile(imgs, ncol, pad, float(pad_value))
@@ -138,7 +132,7 @@ def _save_rgb(rgb, path, title=None, scale=1):
     title needs more room; the image is placed unresampled (``Figure.figimage``).
     """
     _check_png(path)
-    scale = _check_int(scale, "scale", 1)
+    scale = check_int("scale", scale)
     if scale > 1:
         rgb = rgb.repeat(scale, axis=0).repeat(scale, axis=1)
     height, width = rgb.shape[:2]
@@ -186,8 +180,8 @@ def save_nearest_neighbour_grid(samples, neighbours, path, ncol=None, title=None
     if len(s) != len(nb):
         raise ConfigError(f"samples and neighbours must pair up: {len(s)} samples, "
                           f"{len(nb)} neighbours")
-    ncol = math.isqrt(len(s) - 1) + 1 if ncol is None else _check_int(ncol, "ncol", 1)
-    pad = _check_int(pad, "pad", 0)
+    ncol = math.isqrt(len(s) - 1) + 1 if ncol is None else check_int("ncol", ncol)
+    pad = check_int("pad", pad, minimum=0)
     color = np.asarray(frame_color, dtype=np.float32)
     if color.shape != (3,):
         raise ConfigError(f"frame_color must be an RGB triple, got {frame_color!r}")

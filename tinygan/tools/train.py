@@ -33,7 +33,7 @@ import numpy as np
 from .. import __version__
 from ..backend import get_backend
 from .checkpoint import check_compatible, checkpoint_exists, load_checkpoint, save_checkpoint
-from ..errors import CheckpointError, ConfigError, TrainingDiverged
+from ..errors import CheckpointError, ConfigError, TrainingDiverged, check_int, check_positive
 from .evaluate import nearest_neighbours
 from ..gan import GAN, check_settings
 from ..network import paper_discriminator, paper_generator
@@ -76,17 +76,11 @@ class TrainConfig:
         """Raise ConfigError naming the first bad setting."""
         for name in ("epochs", "batch_size", "k", "noise_dim", "log_every", "n_fixed_samples",
                      "metrics_every", "metrics_samples"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"{name.replace('_', '-')} must be a positive integer, got {v!r}")
+            check_int(name.replace("_", "-"), getattr(self, name))
         for name in ("limit", "max_steps", "seed"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ConfigError(f"{name.replace('_', '-')} must be a non-negative integer, got {v!r}")
+            check_int(name.replace("_", "-"), getattr(self, name), minimum=0)
         for name in ("lr", "min_lr"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise ConfigError(f"{name.replace('_', '-')} must be a positive number, got {v!r}")
+            check_positive(name.replace("_", "-"), getattr(self, name))
         check_settings(self.objective, self.schedule, self.k)
         return self
 
