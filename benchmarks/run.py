@@ -32,6 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tinygan.backend import cupy_usable, get_backend  # noqa: E402
+from tinygan.tools.files import atomic_write  # noqa: E402
 from tinygan.tools.train import TrainConfig, build_gan  # noqa: E402
 
 NOISE, HIDDEN, PIXELS, UNITS, PIECES = 100, 1200, 784, 240, 5
@@ -327,10 +328,7 @@ def sweep(backends, sizes, out, blocks=3):
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, out)
+    atomic_write(out, lambda f: fig.savefig(f, format="png", dpi=110))
     return results
 
 

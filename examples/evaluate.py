@@ -26,42 +26,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tinygan.tools.cli import Parser, report_error  # noqa: E402
 from tinygan.backend import BACKENDS, get_backend  # noqa: E402
-from tinygan.tools.checkpoint import checkpoint_exists, load_checkpoint  # noqa: E402
+from tinygan.tools.files import atomic_write  # noqa: E402
+from tinygan.tools.train import load_run, sample_images  # noqa: E402
 from tinygan.tools.data import load_mnist  # noqa: E402
-from tinygan.errors import CheckpointError, ConfigError, TinyGANError  # noqa: E402
+from tinygan.errors import ConfigError, TinyGANError  # noqa: E402
 from tinygan.tools.evaluate import parzen_evaluate  # noqa: E402
-from tinygan.network import paper_cifar_generator, paper_generator  # noqa: E402
-
-
-def load_generator(path, backend):
-    """(G, config, meta) from a run directory or checkpoint path."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "checkpoint"
-    elif not checkpoint_exists(path):
-        raise CheckpointError(f"no run directory or checkpoint at {path}: give the --out "
-                              "directory of examples/mnist.py (or its checkpoint)")
-    arrays, meta = load_checkpoint(path)
-    cfg = meta.get("config", {})
-    size = {"hidden": cfg["hidden"]} if cfg.get("hidden") else {}
-    make = paper_cifar_generator if cfg.get("dataset") == "cifar10" else paper_generator
-    G = make(noise_dim=cfg.get("noise_dim", 100), backend=backend, **size)
-    G.load_state({k[2:]: v for k, v in arrays.items() if k.startswith("G/")})
-    return G, cfg, meta
-
-
-def sample(G, n, backend, batch=1000):
-    """n samples (host float32 (n, 784)), noise U(-sqrt 3, sqrt 3) as in training."""
-    G.eval()
-    r = np.sqrt(3.0)
-    out = [backend.to_numpy(G.forward(backend.uniform(-r, r, (min(batch, n - i), G.layers[0].n_in))))
-           for i in range(0, n, batch)]
-    return np.concatenate(out)
 
 
 def protocol(cfg, data_dir):
     """(validation, test, description) for the run's data, as the module docstring says."""
-    dataset = cfg.get("dataset", "mnist")
+    dataset = cfg.dataset
     if dataset == "cifar10":
         from tinygan.tools.cifar import load_cifar10
 
@@ -72,8 +46,8 @@ def protocol(cfg, data_dir):
         def load(split):
             return load_mnist(dataset, split, data_dir=data_dir)
         first = "50,000-50,999"
-    if cfg.get("split") == "test":
-        limit = cfg.get("limit") or 10000
+    if cfg.split == "test":
+        limit = cfg.limit or 10000
         if limit > 8000:
             raise ConfigError(f"this run trained on {limit} test images; the test-split protocol "
                               "needs it to use at most the first 8,000 (--limit 8000)")
@@ -84,16 +58,15 @@ def protocol(cfg, data_dir):
     return validation[:1000], test, f"{dataset}: sigma on validation images {first}, scored on the 10,000 test images"
 
 
-def interpolation(G, backend, path, rows=8, steps=10, seed=0, shape=(28, 28)):
-    """The paper's Figure 3: linear paths in z between random pairs of noise vectors."""
+def interpolation(gan, path, rows=8, steps=10, shape=(28, 28)):
+    """The paper's Figure 3: linear paths in z between random pairs of noise vectors (drawn from
+    the run's noise prior, GAN.sample_noise)."""
     from tinygan.tools.plot import save_interpolation_grid
-    rng = np.random.default_rng(seed)
-    d, r = G.layers[0].n_in, np.sqrt(3.0)
-    a, b = rng.uniform(-r, r, (2, rows, d)).astype(np.float32)
+    be = gan.backend
+    a, b = be.to_numpy(gan.sample_noise(rows)), be.to_numpy(gan.sample_noise(rows))
     t = np.linspace(0, 1, steps, dtype=np.float32)[None, :, None]
-    z = ((1 - t) * a[:, None, :] + t * b[:, None, :]).reshape(rows * steps, d)
-    G.eval()
-    images = backend.to_numpy(G.forward(backend.asarray(z)))
+    z = ((1 - t) * a[:, None, :] + t * b[:, None, :]).reshape(rows * steps, -1)
+    images = be.to_numpy(gan.sample(len(z), z=z))
     title = "linear interpolation in z" + (" (each image min-max scaled)" if len(shape) == 3 else "")
     return save_interpolation_grid(images.reshape(rows, steps, -1), path, shape=shape, title=title)
 
@@ -118,14 +91,14 @@ def main(argv=None):
         p.error(f"argument --samples: expected a positive integer, got {args.samples}")
     try:
         be = get_backend(args.backend, seed=args.seed)
-        G, cfg, meta = load_generator(args.run, be)
+        gan, cfg, meta = load_run(args.run, be)
         validation, test, what = protocol(cfg, args.data_dir)
         print(f"checkpoint: epoch {meta.get('epoch')}, step {meta.get('step')}; {what}", flush=True)
-        samples = sample(G, args.samples, be)
+        samples = sample_images(gan, args.samples)
         result = parzen_evaluate(test, validation, samples, backend=be,
                                  progress=not args.no_progress)
         print(f"log-likelihood: {result.mean:.1f} +- {result.stderr:.1f} (sigma={result.sigma:.4g})")
-        if cfg.get("dataset") == "cifar10":
+        if cfg.dataset == "cifar10":
             print("(the paper reports no Parzen-window number for CIFAR-10: nothing to compare with)")
         report = {**result.as_dict(), "protocol": what, "epoch": meta.get("epoch"),
                   "step": meta.get("step")}
@@ -139,12 +112,11 @@ def main(argv=None):
                   f"frechet distance: {q['frechet_distance']:.1f}")
             report["sample_quality"] = q
         if args.json:
-            with open(args.json, "w") as f:
-                json.dump(report, f, indent=1)
+            atomic_write(args.json, lambda f: f.write(json.dumps(report, indent=1).encode()))
         if args.interpolation:
             from tinygan.tools.train import IMAGE_SHAPES
-            shape = IMAGE_SHAPES.get(cfg.get("dataset", "mnist"), (28, 28))
-            print(f"interpolation: {interpolation(G, be, args.interpolation, shape=shape)}")
+            shape = IMAGE_SHAPES.get(cfg.dataset, (28, 28))
+            print(f"interpolation: {interpolation(gan, args.interpolation, shape=shape)}")
     except (TinyGANError, OSError) as exc:
         return report_error("evaluate.py", exc)
     return 0

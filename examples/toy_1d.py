@@ -43,7 +43,6 @@ import argparse  # noqa: E402
 import math  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -54,6 +53,7 @@ from matplotlib.figure import Figure  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a checkout, uninstalled
 
 from tinygan.tools.cli import report_error  # noqa: E402
+from tinygan.tools.files import atomic_write  # noqa: E402
 from tinygan.backend import BACKENDS, get_backend  # noqa: E402
 from tinygan.errors import TinyGANError  # noqa: E402
 from tinygan.gan import GAN  # noqa: E402
@@ -312,24 +312,8 @@ def draw(panels, grid, path):
 
 
 def save_png(fig, path):
-    """Write the figure to ``path`` atomically: a temp file beside it, then os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
+    """Write the figure to ``path`` atomically (tinygan.tools.files.atomic_write)."""
+    return atomic_write(path, lambda f: fig.savefig(f, format="png"))
 
 
 def main(argv=None):

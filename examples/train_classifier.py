@@ -21,9 +21,9 @@ Writes --out/checkpoint.npz/.json (tinygan.tools.checkpoint): arrays "net/<name>
 architecture, the data used, the accuracy and the loss history; load it with
 ``tinygan.tools.classifier.load_classifier``.
 
-Scoring a GAN instead of training (--score-gan): load the classifier saved in --out, rebuild
-the paper's generator from a tinygan.tools.train.Trainer checkpoint (arrays "G/<name>", noise
-U(-sqrt 3, sqrt 3) in meta["config"]["noise_dim"] dimensions), draw --n-samples images and
+Scoring a GAN instead of training (--score-gan): load the classifier saved in --out, load the
+run from a tinygan.tools.train.Trainer run directory or checkpoint (tinygan.tools.train.load_run),
+draw --n-samples images from its noise prior (tinygan.tools.train.sample_images) and
 print tinygan.tools.metrics.sample_quality against the classifier's held-out images (for the
 offline MNIST default: test digits 8,000-9,999), next to the same scores for real images
 (the classifier's training images) as a reference:
@@ -34,7 +34,6 @@ offline MNIST default: test digits 8,000-9,999), next to the same scores for rea
 Exit status: 0 done, 1 error, 2 bad usage.
 """
 
-import math
 import sys
 import time
 from pathlib import Path
@@ -44,12 +43,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a chec
 from tinygan import __version__  # noqa: E402
 from tinygan.tools.cli import Parser, positive_float, positive_int, unit_float, report_error  # noqa: E402
 from tinygan.backend import BACKENDS, get_backend  # noqa: E402
-from tinygan.tools.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from tinygan.tools.checkpoint import save_checkpoint  # noqa: E402
+from tinygan.tools.train import load_run, sample_images  # noqa: E402
 from tinygan.tools.classifier import Classifier, fit, load_classifier  # noqa: E402
 from tinygan.tools.data import load_mnist  # noqa: E402
 from tinygan.errors import TinyGANError  # noqa: E402
 from tinygan.tools.metrics import sample_quality  # noqa: E402
-from tinygan.network import paper_generator  # noqa: E402
 
 OFFLINE_TRAIN = 8000        # --split test: train on test digits [0, 8000), report on [8000, 10000)
 
@@ -101,24 +100,12 @@ def load_data(args):
     return train, held, what
 
 
-def load_generator(path, backend):
-    """The paper's generator with the parameters of a Trainer checkpoint; (G, noise_dim, meta)."""
-    arrays, meta = load_checkpoint(path)
-    noise_dim = int(meta.get("config", {}).get("noise_dim", 100))
-    G = paper_generator(noise_dim=noise_dim, backend=backend)
-    G.load_state({k[2:]: v for k, v in arrays.items() if k.startswith("G/")})
-    return G, noise_dim, meta
-
-
 def score_gan(args):
     be = get_backend(args.backend, seed=args.seed)
     (tx, _), (ex, _), what = load_data(args)
     clf, cmeta = load_classifier(Path(args.out) / "checkpoint", backend=be)
-    G, noise_dim, meta = load_generator(args.score_gan, be)
-    r = math.sqrt(3.0)
-    samples = be.xp.concatenate([G.forward(be.uniform(-r, r, (min(1000, args.n_samples - i),
-                                                              noise_dim)))
-                                 for i in range(0, args.n_samples, 1000)])
+    gan, _, meta = load_run(args.score_gan, be)
+    samples = sample_images(gan, args.n_samples)
     print(f"classifier {args.out}/checkpoint: {100 * cmeta['accuracy']:.2f}% on "
           f"{cmeta['evaluated_on']}; GAN {args.score_gan}: epoch {meta.get('epoch')}, step "
           f"{meta.get('step')}; real set: {what['eval']} ({len(ex)} images)")

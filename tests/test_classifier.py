@@ -12,8 +12,8 @@ from tinygan.tools.checkpoint import save_checkpoint
 from tinygan.tools.classifier import (Classifier, fit, load_classifier, log_softmax, softmax,
                                 softmax_cross_entropy)
 from tinygan.errors import CheckpointError, ConfigError
-from tinygan.layers import Dropout
-from tinygan.gradcheck import check_array, check_module, format_table, max_error
+from tinygan.gradcheck import check_array, check_module, max_error
+from tinygan.tools.gradcheck_cli import format_table
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST_DIR = REPO.parent / "shared" / "data" / "mnist"
@@ -93,16 +93,14 @@ def test_classifier_loss_gradient_check_through_the_network(be64):
     clf = small(be64)
     x, y = be64.normal((5, 6)), np.array([0, 2, 1, 1, 0])
     clf.net.forward(x)
-    for layer in clf.net.layers:
-        if isinstance(layer, Dropout):
-            layer.fixed_mask = True      # keep the mask just drawn
-    _, dl = softmax_cross_entropy(clf.net.forward(x), y)
-    clf.net.backward(dl)
-    analytic = {k: g.copy() for k, g in clf.net.grads}
+    with clf.net.frozen_dropout():       # keep the mask just drawn
+        _, dl = softmax_cross_entropy(clf.net.forward(x), y)
+        clf.net.backward(dl)
+        analytic = {k: g.copy() for k, g in clf.net.grads}
 
-    def loss():
-        return softmax_cross_entropy(clf.net.forward(x), y)[0]
-    rows = [check_array(loss, p, analytic[k], name=k) for k, p in clf.net.params]
+        def loss():
+            return softmax_cross_entropy(clf.net.forward(x), y)[0]
+        rows = [check_array(loss, p, analytic[k], name=k) for k, p in clf.net.params]
     print(format_table(rows))
     assert all(r.method == "coordinates" for r in rows)
     assert max_error(rows) < 1e-7, format_table(rows)
@@ -135,6 +133,22 @@ def test_fit_learns_a_separable_problem():
     assert seen == list(range(1, 9)) and len(losses) == 8
     assert losses[-1] < 0.5 * losses[0]
     assert clf.accuracy(x[500:], y[500:]) > 0.9
+
+
+def test_fit_with_an_sgd_optimizer():
+    """fit sets optimizer.lr each epoch: SGD's lr was a read-only property (AttributeError:
+    property 'lr' of 'SGD' object has no setter); now both optimizers take it."""
+    from tinygan.optim import SGD
+    be = get_backend("numpy", seed=3)
+    rng = np.random.default_rng(3)
+    centers = rng.normal(size=(3, 6)) * 3
+    y = rng.integers(0, 3, 300)
+    x = (centers[y] + rng.normal(size=(300, 6))).astype(np.float32)
+    clf = Classifier(in_dim=6, hidden=(16,), n_classes=3, backend=be)
+    opt = SGD(clf.net.param_vector, clf.net.grad_vector, lr=0.05, momentum=0.5)
+    losses = fit(clf, x, y, epochs=4, batch_size=50, lr_decay=0.5, optimizer=opt)
+    assert opt.lr == pytest.approx(0.05 * 0.5 ** 4)
+    assert losses[-1] < losses[0]
 
 
 @pytest.mark.parametrize("kw, match", [

@@ -14,8 +14,9 @@ import pytest
 
 import tinygan.layers
 from tinygan import get_backend
-from tinygan.gan import GAN
-from tinygan.gradcheck import check_items, check_module, main, run_checks
+import tinygan.gan
+from tinygan.gradcheck import check_module
+from tinygan.tools.gradcheck_cli import check_items, main, run_checks
 from tinygan.layers import LAYER_CLASSES, Dropout, Layer, Linear, Tanh
 from tinygan.network import paper_discriminator
 
@@ -106,13 +107,13 @@ def test_dropout_ignoring_its_mask_breaks_g_through_d(capsys, monkeypatch):
 
 
 def test_wrong_rows_in_the_training_steps_path_through_d_fail(capsys, monkeypatch):
-    """GAN._grad_through_d handing G the real rows' gradient: only the real+fake checks see it."""
-    def swapped(self, dl_fake, n_real):
-        xp = self.xp
-        m = dl_fake.shape[0]
+    """gan.grad_through_d handing G the real rows' gradient: only the real+fake checks see it."""
+    def swapped(D, dl_fake, rows=slice(None)):
+        xp = D.backend.xp
+        n_real, m = rows.start or 0, dl_fake.shape[0]
         zeros = xp.zeros((n_real,) + dl_fake.shape[1:], dtype=dl_fake.dtype)
-        return self.D.backward(xp.concatenate([dl_fake, zeros]), param_grads=False)[:m]
-    monkeypatch.setattr(GAN, "_grad_through_d", swapped)
+        return D.backward(xp.concatenate([dl_fake, zeros]), param_grads=False)[:m]
+    monkeypatch.setattr(tinygan.gan, "grad_through_d", swapped)
     status, out, _ = run(capsys, "--layer", "g_through_d")
     assert status == 1
     wrong_not_raised(out)

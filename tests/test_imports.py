@@ -37,3 +37,134 @@ def test_only_backend_imports_cupy():
              if "cupy" in imported_names(p) and emulation not in p.parents]
     assert users in ([], ["backend.py"])
     assert "_import_cupy" in (PKG / "backend.py").read_text()
+
+
+# --- the layering rule: the study core imports only itself and errors; tools import the core --
+
+CORE = ["backend", "errors", "layers", "network", "losses", "optim", "gan", "gradcheck"]
+STDLIB_OK = {"math", "contextlib", "collections", "functools", "numbers"}
+# no file I/O, argparse, plots or datasets in the core; backend.py alone also takes sys and numpy
+
+
+def module_level_imports(path, package):
+    """Absolute names of the modules ``path`` imports at module level (outside functions and
+    outside an ``if __name__ == "__main__":`` block), relative imports resolved in ``package``."""
+    tree = ast.parse(path.read_text())
+    out = set()
+
+    def visit(nodes):
+        for node in nodes:
+            if isinstance(node, ast.Import):
+                out.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")[:len(package.split(".")) - node.level + 1]
+                    mod = ".".join(base + ([node.module] if node.module else []))
+                    names = [mod] if node.module else [f"{mod}.{a.name}" for a in node.names]
+                    out.update(names)
+                else:
+                    out.add(node.module)
+            elif isinstance(node, ast.If):
+                test = ast.unparse(node.test)
+                if test not in ('__name__ == "__main__"', "__name__ == '__main__'"):
+                    visit(node.body)
+                    visit(node.orelse)
+            elif isinstance(node, ast.Try):
+                visit(node.body)
+                for h in node.handlers:
+                    visit(h.body)
+    visit(tree.body)
+    return out
+
+
+def package_modules():
+    """{dotted name: path} of every module of the package."""
+    mods = {}
+    for p in PKG.rglob("*.py"):
+        rel = p.relative_to(PKG.parent).with_suffix("")
+        name = ".".join(rel.parts)
+        mods[name.removesuffix(".__init__")] = p
+    return mods
+
+
+def internal_graph():
+    mods = package_modules()
+    graph = {}
+    for name, path in mods.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        deps = set()
+        for imp in module_level_imports(path, package):
+            while imp and imp not in mods:            # "tinygan.errors.ConfigError" -> module
+                imp = imp.rpartition(".")[0]
+            if imp and imp != name:
+                deps.add(imp)
+        graph[name] = deps
+    return graph
+
+
+@pytest.mark.parametrize("module", CORE)
+def test_core_imports_only_the_core_and_errors(module):
+    path = PKG / f"{module}.py"
+    imports = module_level_imports(path, "tinygan")
+    internal = {i for i in imports if i.split(".")[0] == "tinygan"}
+    external = {i.split(".")[0] for i in imports} - {"tinygan"}
+    allowed = {f"tinygan.{m}" for m in CORE}
+    assert all(any(i == a or i.startswith(a + ".") for a in allowed) for i in internal), internal
+    if module != "backend":                 # backend alone knows numpy / cupy (loaded lazily)
+        assert external <= STDLIB_OK, external
+    else:
+        assert external <= STDLIB_OK | {"numpy", "sys"}, external
+
+
+def test_tools_import_the_core_never_the_reverse():
+    graph = internal_graph()
+    core = {f"tinygan.{m}" for m in CORE}
+    for name in core:
+        assert not {d for d in graph[name] if d.startswith("tinygan.tools")}, name
+    tools = [n for n in graph if n.startswith("tinygan.tools.")]
+    assert len(tools) >= 8
+    assert any(graph[t] & core for t in tools)
+
+
+def test_no_import_cycles():
+    graph = internal_graph()
+    state = {}
+
+    def visit(node, stack):
+        state[node] = "open"
+        for dep in graph.get(node, ()):
+            if state.get(dep) == "open":
+                raise AssertionError("import cycle: " + " -> ".join(stack + [node, dep]))
+            if dep not in state:
+                visit(dep, stack + [node])
+        state[node] = "done"
+    for node in graph:
+        if node not in state:
+            visit(node, [])
+
+
+def test_the_layering_test_sees_a_violation(tmp_path):
+    """The rule's own check: a core module importing a tool is caught."""
+    bad = tmp_path / "gan.py"
+    bad.write_text("from .tools.train import Trainer\nimport argparse\n")
+    imports = module_level_imports(bad, "tinygan")
+    assert imports == {"tinygan.tools.train", "argparse"}
+    guarded = tmp_path / "gradcheck.py"
+    guarded.write_text('import math\nif __name__ == "__main__":\n    from .tools import cli\n')
+    assert module_level_imports(guarded, "tinygan") == {"math"}
+
+
+def test_readme_layout_lists_every_module_and_the_reading_path():
+    """The README's layout names every module; its reading path gives each core file's line
+    count (within 10%: a small edit need not touch the README, a rewrite must)."""
+    import re
+    text = (PKG.parent / "README.md").read_text()
+    layout = text[text.index("## The layout"):]
+    for p in PKG.rglob("*.py"):
+        assert str(p.relative_to(PKG.parent)) in layout, p
+    for m in CORE:
+        row = re.search(rf"\| \[`tinygan/{m}\.py`\]\(tinygan/{m}\.py\) \| (\d+) \|", layout)
+        assert row, f"{m}.py missing from the reading path"
+        actual = (PKG / f"{m}.py").read_text().count("\n")
+        assert abs(int(row[1]) - actual) <= 0.1 * actual, (m, row[1], actual)
+    assert "under an hour" in layout

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from tinygan.errors import ConfigError
-from tinygan.gradcheck import check_module, format_table, max_error
+from tinygan.gradcheck import check_module, max_error
+from tinygan.tools.gradcheck_cli import format_table
 from tinygan.layers import (LAYER_CLASSES, Dropout, LeakyReLU, Linear, Maxout, ReLU, Sigmoid,
                             Tanh)
 
@@ -110,8 +111,22 @@ def test_dropout_train_and_eval(be32):
 def test_dropout_fixed_mask(be32):
     d = Dropout(0.5, backend=be32)
     x = be32.normal((4, 6))
-    d.fixed_mask = True
-    np.testing.assert_array_equal(d.forward(x), d.forward(x))
+    with d.frozen_dropout():
+        np.testing.assert_array_equal(d.forward(x), d.forward(x))
+    assert not d.fixed_mask                                        # fresh masks again after
+
+
+def test_network_modes_come_back_when_the_block_raises(be32):
+    """evaluating() and frozen_dropout() restore the mode even on an error (try/finally):
+    GAN.sample and GAN.discriminate used to leave eval mode on if the forward raised."""
+    from tinygan.network import paper_discriminator
+    D = paper_discriminator(in_dim=6, units=3, pieces=2, backend=be32)
+    for block in (D.evaluating, D.frozen_dropout):
+        with pytest.raises(ValueError):
+            with block():
+                D.forward(be32.normal((2, 5)))                     # wrong width: matmul raises
+    assert D.training and all(layer.training for layer in D.layers)
+    assert not any(getattr(layer, "fixed_mask", False) for layer in D.layers)
 
 
 @pytest.mark.parametrize("bad", [0, -0.1, 1.5, True])

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from tinygan.errors import ConfigError
-from tinygan.gradcheck import (check_generator_through_discriminator, check_module,
-                               format_table, max_error)
+from tinygan.gradcheck import check_generator_through_discriminator, check_module, max_error
+from tinygan.tools.gradcheck_cli import format_table
 from tinygan.layers import Dropout, Linear, Maxout, ReLU, Sigmoid
 from tinygan.network import Sequential, mlp, paper_discriminator, paper_generator
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tinygan.errors import ConfigError
-from tinygan.optim import SGD, Adam, MomentumRamp
+from tinygan.optim import SGD, Adam, ExponentialDecay, MomentumRamp
 
 
 def vectors(be, n=6):
@@ -16,7 +16,7 @@ def vectors(be, n=6):
 def test_sgd_momentum_matches_formula(be64):
     p, g = vectors(be64)
     p0 = p.copy()
-    opt = SGD(p, g, lr=0.1, momentum=0.5, decay=1.000004, min_lr=1e-6)
+    opt = SGD(p, g, lr=0.1, momentum=0.5, decay=ExponentialDecay(1.000004, 1e-6))
     v = np.zeros_like(p0)
     ref = p0.copy()
     for t in range(5):
@@ -31,12 +31,13 @@ def test_sgd_momentum_matches_formula(be64):
 
 def test_sgd_lr_decay_and_floor(be64):
     p, g = vectors(be64)
-    opt = SGD(p, g, lr=0.1, decay=1.000004, min_lr=1e-6)
-    assert opt.lr == 0.1
+    opt = SGD(p, g, lr=0.1, decay=ExponentialDecay(1.000004, 1e-6))
+    assert opt.current_lr == 0.1
     opt.t = 1000
-    assert math.isclose(opt.lr, 0.1 / 1.000004 ** 1000)
+    assert math.isclose(opt.current_lr, 0.1 / 1.000004 ** 1000)
     opt.t = 10**7                            # 0.1 / 1.000004^1e7 = 4e-19: floored
-    assert opt.lr == 1e-6
+    assert opt.current_lr == 1e-6
+    assert opt.lr == 0.1                     # lr stays the base rate the schedule starts from
 
 
 def test_momentum_ramp_paper():
@@ -75,7 +76,43 @@ def test_adam_matches_formula(be64):
 def test_sgd_rejects_bad_settings(be64, kw):
     p, g = vectors(be64)
     with pytest.raises(ConfigError):
-        SGD(p, g, **kw)
+        if "decay" in kw:
+            SGD(p, g, decay=ExponentialDecay(kw["decay"]))
+        else:
+            SGD(p, g, **kw)
+
+
+@pytest.mark.parametrize("make", [
+    lambda p, g: SGD(p, g, lr=0.1, momentum=MomentumRamp(), decay=ExponentialDecay(1.01, 1e-3)),
+    lambda p, g: Adam(p, g, lr=1e-2, decay=ExponentialDecay(1.01, 1e-3))])
+def test_state_round_trip_continues_bit_identically(be64, make):
+    """load_state(state()) of a copy gives the same next steps, as the network's does."""
+    p, g = vectors(be64)
+    a = make(p, g)
+    for _ in range(3):
+        a.step()
+    a.set_epoch(100)
+    q, h = p.copy(), g.copy()
+    b = make(q, h)
+    b.load_state({k: v.copy() if hasattr(v, "copy") else v for k, v in a.state().items()})
+    assert b.t == a.t == 3 and b.current_lr == a.current_lr
+    for _ in range(3):
+        a.step()
+        b.step()
+    np.testing.assert_array_equal(p, q)
+
+
+def test_sgd_and_adam_share_lr_meaning(be64):
+    """lr is the settable base rate on both; the decay schedule is applied in step()."""
+    for cls in (SGD, Adam):
+        p, g = vectors(be64)
+        opt = cls(p, g, lr=0.1, decay=ExponentialDecay(2.0, 0.01))
+        opt.lr = 0.2
+        assert opt.current_lr == 0.2
+        opt.step()
+        assert opt.lr == 0.2 and opt.current_lr == 0.1
+        opt.t = 10
+        assert opt.current_lr == 0.01
 
 
 def test_adam_rejects_bad_settings(be64):

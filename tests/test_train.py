@@ -162,3 +162,22 @@ def test_previous_checkpoint_is_the_epoch_before(tmp_path):
     _, current = load_checkpoint(tmp_path / "p" / "checkpoint")
     _, previous = load_checkpoint(tmp_path / "p" / "checkpoint.prev")
     assert (current["step"], previous["step"]) == (10, 5)
+
+
+def test_load_run_from_every_form_of_path(tmp_path):
+    """load_run takes the run directory, the checkpoint prefix, the .npz or the .json, and gives
+    back the GAN as saved (G, D, optimizer state) with its TrainConfig."""
+    from tinygan.tools.train import load_run, sample_images
+    t = Trainer(config(tmp_path, max_steps=3), images(), progress=False)
+    t.run()
+    out = tmp_path / "run"
+    for path in (out, out / "checkpoint", out / "checkpoint.npz", out / "checkpoint.json"):
+        gan, cfg, meta = load_run(path, get_backend("numpy", seed=1))
+        assert cfg == t.cfg and meta["step"] == 3
+        np.testing.assert_array_equal(params(t), np.concatenate(
+            [gan.G.param_vector, gan.D.param_vector, gan.g_opt.velocity, gan.d_opt.velocity]))
+        assert gan.d_opt.t == t.gan.d_opt.t == 3
+    x = sample_images(gan, 5, batch=2)
+    assert x.shape == (5, 784) and x.dtype == np.float32 and 0 <= x.min() <= x.max() <= 1
+    with pytest.raises(CheckpointError, match="no run directory or checkpoint"):
+        load_run(tmp_path / "nothing")

@@ -7,7 +7,8 @@ D descends 0.5 * [CE(1, D(x)) + CE(0, D(G(z)))] = -V / 2; G descends losses.gene
 Gradient of G's loss with respect to G's parameters (the path through D):
 
     dL_G/dl  = generator_loss(l)[1]                 l = D(G(z)) logits, (M, 1)
-    dL_G/dx  = D.backward(dL_G/dl, param_grads=False)   x = G(z), (M, D_x)
+    dL_G/dx  = grad_through_d(D, dL_G/dl)           x = G(z), (M, D_x)
+             = D.backward(dL_G/dl, param_grads=False)
     dL_G/dθ_G = G.backward(dL_G/dx)                  into G.grad_vector
 
 Update schedules:
@@ -20,11 +21,29 @@ Update schedules:
 
 import math
 
-from .errors import ConfigError
+from .errors import ConfigError, check_choice, check_int
+from .layers import ALL
 from .losses import OBJECTIVES, discriminator_loss, generator_loss, sigmoid
 
 SCHEDULES = ("simultaneous", "alternating")
 NOISES = ("uniform", "normal")
+
+
+def check_settings(objective, schedule, k, noise="uniform"):
+    """Validate the training settings (the one place they are checked); ConfigError if bad."""
+    check_choice("objective", objective, OBJECTIVES)
+    check_choice("schedule", schedule, SCHEDULES)
+    check_choice("noise", noise, NOISES)
+    check_int("k (discriminator steps per generator step)", k)
+    if schedule == "simultaneous" and k != 1:
+        raise ConfigError("k > 1 needs schedule 'alternating' (the simultaneous update has k = 1)")
+
+
+def grad_through_d(D, dl_fake, rows=ALL):
+    """dL_G/dx for the fake rows ``rows`` of D's last forward batch: G's loss gradient on the
+    logits carried back through D to its input x = G(z). D's parameter gradients are left
+    untouched (``param_grads=False``): D is fixed during G's step."""
+    return D.backward(dl_fake, param_grads=False, rows=rows)
 
 
 class GAN:
@@ -41,18 +60,7 @@ class GAN:
 
     def __init__(self, generator, discriminator, g_optimizer, d_optimizer, noise_dim=100,
                  noise="uniform", objective="nonsaturating", schedule="simultaneous", k=1):
-        if objective not in OBJECTIVES:
-            raise ConfigError(f"unknown objective {objective!r}: choose one of {', '.join(OBJECTIVES)}")
-        if schedule not in SCHEDULES:
-            raise ConfigError(f"unknown schedule {schedule!r}: choose one of {', '.join(SCHEDULES)}")
-        if noise not in NOISES:
-            raise ConfigError(f"unknown noise {noise!r}: choose one of {', '.join(NOISES)}")
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ConfigError(f"k (discriminator steps per generator step) must be a positive "
-                              f"integer, got {k!r}")
-        if schedule == "simultaneous" and k != 1:
-            raise ConfigError("the simultaneous schedule takes k = 1; use schedule='alternating' "
-                              "for k > 1")
+        check_settings(objective, schedule, k, noise)
         self.G, self.D = generator, discriminator
         self.g_opt, self.d_opt = g_optimizer, d_optimizer
         self.backend = generator.backend
@@ -72,19 +80,13 @@ class GAN:
     def sample(self, n, z=None):
         """n samples G(z) (backend array (n, D_x)), G in eval mode (no dropout in G anyway)."""
         z = self.sample_noise(n) if z is None else self.backend.asarray(z)
-        was = self.G.training
-        self.G.eval()
-        x = self.G.forward(z)
-        self.G.train(was)
-        return x
+        with self.G.evaluating():
+            return self.G.forward(z)
 
     def discriminate(self, x):
         """D(x) = sigmoid(logits), D in eval mode (dropout off): (N, D_x) -> (N,)."""
-        was = self.D.training
-        self.D.eval()
-        d = sigmoid(self.xp, self.D.forward(self.backend.asarray(x)))[:, 0]
-        self.D.train(was)
-        return d
+        with self.D.evaluating():
+            return sigmoid(self.xp, self.D.forward(self.backend.asarray(x)))[:, 0]
 
     # --- training ----------------------------------------------------------------------
     def train_step(self, real):
@@ -103,25 +105,25 @@ class GAN:
         self.step_count += 1
         return stats
 
-    def _simultaneous_step(self, real):
-        xp, G, D = self.xp, self.G, self.D
+    def _discriminator_pass(self, real, fake):
+        """D on [real; fake] in one forward, its loss, and its backward into D.grad_vector
+        (D's parameters do not move). Returns (D loss, logits of the real rows, of the fakes)."""
         n = real.shape[0]
-        fake = G.forward(self.sample_noise(n))
-        logits = D.forward(xp.concatenate([real, fake]))            # real and fake in one pass
-        l_real, l_fake = logits[:n], logits[n:]
-        d_loss, dl_real, dl_fake = discriminator_loss(l_real, l_fake)
+        logits = self.D.forward(self.xp.concatenate([real, fake]))
+        d_loss, dl_real, dl_fake = discriminator_loss(logits[:n], logits[n:])
+        self.D.backward(self.xp.concatenate([dl_real, dl_fake]), input_grad=False)
+        return d_loss, logits[:n], logits[n:]
+
+    def _simultaneous_step(self, real):
+        n = real.shape[0]
+        fake = self.G.forward(self.sample_noise(n))
+        d_loss, l_real, l_fake = self._discriminator_pass(real, fake)  # real and fake in one pass
         g_loss, dl_g = generator_loss(l_fake, self.objective)
         # G's gradient through D, before D's parameters move (same masks, same samples)
-        dx_fake = self._grad_through_d(dl_g, n)
-        D.backward(xp.concatenate([dl_real, dl_fake]), input_grad=False)
-        G.backward(dx_fake, input_grad=False)
+        self.G.backward(grad_through_d(self.D, dl_g, rows=slice(n, None)), input_grad=False)
         self.d_opt.step()
         self.g_opt.step()
         return self._stats(d_loss, g_loss, l_real, l_fake)
-
-    def _grad_through_d(self, dl_fake, n_real):
-        """dL_G/dx for the fake rows (n_real onwards) of D's last batch; D's grads untouched."""
-        return self.D.backward(dl_fake, param_grads=False, rows=slice(n_real, None))
 
     def _alternating_step(self, real):
         if real.shape[0] % self.k:
@@ -136,20 +138,17 @@ class GAN:
     def discriminator_step(self, real):
         """One update of D on ``real`` (m, D_x) and m fresh samples, G fixed.
         Returns (D loss, D's logits on the real rows)."""
-        m = real.shape[0]
-        fake = self.G.forward(self.sample_noise(m))
-        logits = self.D.forward(self.xp.concatenate([real, fake]))
-        d_loss, dl_real, dl_fake = discriminator_loss(logits[:m], logits[m:])
-        self.D.backward(self.xp.concatenate([dl_real, dl_fake]), input_grad=False)
+        fake = self.G.forward(self.sample_noise(real.shape[0]))
+        d_loss, l_real, _ = self._discriminator_pass(real, fake)
         self.d_opt.step()
-        return d_loss, logits[:m]
+        return d_loss, l_real
 
     def generator_step(self, m):
         """One update of G on m fresh samples through D (D fixed, its dropout on).
         Returns (G loss, D's logits on the samples)."""
         l_fake = self.D.forward(self.G.forward(self.sample_noise(m)))
         g_loss, dl_g = generator_loss(l_fake, self.objective)
-        self.G.backward(self.D.backward(dl_g, param_grads=False), input_grad=False)
+        self.G.backward(grad_through_d(self.D, dl_g), input_grad=False)
         self.g_opt.step()
         return g_loss, l_fake
 

@@ -16,71 +16,63 @@ first forward so every evaluation sees the same function (and unfrozen afterward
 
 From the shell, ``python -m tinygan.gradcheck`` checks every layer class in
 ``layers.LAYER_CLASSES``, both losses, G, D and G through D, one table each, and exits 1 if any
-row fails (``--help`` for the options). The derivations are in docs/gradients.md.
+row fails (``--help`` for the options); that command lives with the tools, in
+tinygan/tools/gradcheck_cli.py. The derivations are in docs/gradients.md.
 """
 
-import argparse
 import math
-import sys
-import time
 from collections import namedtuple
 
-from . import layers as _layers
+from . import gan
+from .backend import array_module
 from .errors import ConfigError
-from .gan import GAN
-from .layers import Dropout, LeakyReLU, Linear, Maxout, ReLU, Sigmoid, Tanh
-from .losses import OBJECTIVES, discriminator_loss, generator_loss
-from .network import paper_discriminator, paper_generator
+from .losses import discriminator_loss, generator_loss
 
 Row = namedtuple("Row", "name shape analytic_norm numerical_norm rel_error method passed")
 
 DEFAULT_TOL = 1e-6
 
 
-def relative_error(a, n, tiny=1e-30):
-    """|a - n| / max(|a| + |n|, tiny), with 2-norms for arrays (floats in, float out)."""
-    return float(abs(a - n) / max(abs(a) + abs(n), tiny))
-
-
 def _norm(xp, a):
     return float(xp.sqrt((a * a).sum()))
 
 
-def check_array(loss, theta, analytic, h=1e-6, max_coords=400, n_dirs=6, rng=None,
+def check_array(f, theta, analytic, h=1e-6, max_coords=400, n_dirs=6, rng=None,
                 name="", tol=DEFAULT_TOL, weights=None, h_dir=1e-5):
-    """Compare ``analytic`` = dL/dtheta with central differences of ``loss()``.
+    """Compare ``analytic`` = dL/dtheta with central differences of L.
 
-    ``theta`` is perturbed in place and restored. Arrays with at most ``max_coords``
-    elements are checked coordinate by coordinate; larger ones along ``n_dirs`` random unit
-    directions with step ``h_dir``: a random direction in n dimensions sees a derivative
-    ~sqrt(n) times smaller than a coordinate does, so its step is larger (1e-5) to stay
-    above float64 rounding. Either way the error is |a - n| / (|a| + |n|) over the vector of
-    derivatives taken (one per coordinate or per direction). Returns a :class:`Row`.
-
-    With ``weights`` (an array), ``loss()`` returns an output y and L = sum(y * weights);
-    the difference L+ - L- is then taken as sum((y+ - y-) * weights), which avoids the
-    cancellation of subtracting two large sums.
+    ``f()`` returns L (a scalar) or, with ``weights`` (an array), an output y with
+    L = sum(y * weights). ``theta`` is perturbed in place and restored. Arrays with at most
+    ``max_coords`` elements are checked coordinate by coordinate; larger ones along
+    ``n_dirs`` random unit directions with step ``h_dir``: a random direction in n
+    dimensions sees a derivative ~sqrt(n) times smaller than a coordinate does, so its step
+    is larger (1e-5) to stay above float64 rounding. Either way the error is
+    |a - n| / (|a| + |n|) over the vector of derivatives taken (one per coordinate or per
+    direction). Returns a :class:`Row`.
     """
-    xp = _module_of(theta)
+    xp = array_module(theta)
     if not theta.flags.c_contiguous:
         raise ConfigError(f"check_array({name!r}): theta must be C-contiguous, or reshape(-1) "
                           "copies it and the perturbations never reach the loss")
-    if weights is not None:
-        out = loss
 
-        def loss():
-            return _Diffable(out(), weights)
+    def difference(up, down):
+        """L(theta + step) - L(theta - step). With weights: sum((y+ - y-) * w), the outputs
+        subtracted before weighting, which avoids the cancellation of two large sums."""
+        if weights is None:
+            return float(up) - float(down)
+        return float(((up - down) * weights).sum())
+
     flat = theta.reshape(-1)
     if flat.size <= max_coords:
         numeric = xp.zeros(flat.shape, dtype=theta.dtype)
         for i in range(flat.size):
             old = float(flat[i])
             flat[i] = old + h
-            up = _value(loss())
+            up = f()
             flat[i] = old - h
-            down = _value(loss())
+            down = f()
             flat[i] = old
-            numeric[i] = (up - down) / (2 * h)
+            numeric[i] = difference(up, down) / (2 * h)
         a_flat = analytic.reshape(-1)
         err = _norm(xp, a_flat - numeric) / max(_norm(xp, a_flat) + _norm(xp, numeric), 1e-30)
         return Row(name, tuple(theta.shape), _norm(xp, a_flat), _norm(xp, numeric), err,
@@ -93,39 +85,17 @@ def check_array(loss, theta, analytic, h=1e-6, max_coords=400, n_dirs=6, rng=Non
         d = rng.standard_normal(flat.shape, dtype=theta.dtype)
         d /= _norm(xp, d)
         flat[...] = saved + h_dir * d
-        up = _value(loss())
+        up = f()
         flat[...] = saved - h_dir * d
-        down = _value(loss())
+        down = f()
         flat[...] = saved
-        numeric_dirs.append((up - down) / (2 * h_dir))
+        numeric_dirs.append(difference(up, down) / (2 * h_dir))
         analytic_dirs.append(float((analytic.reshape(-1) * d).sum()))
     a_norm = math.sqrt(sum(a * a for a in analytic_dirs))
     n_norm = math.sqrt(sum(n * n for n in numeric_dirs))
     diff = math.sqrt(sum((a - n) ** 2 for a, n in zip(analytic_dirs, numeric_dirs)))
     err = diff / max(a_norm + n_norm, 1e-30)
     return Row(name, tuple(theta.shape), a_norm, n_norm, err, f"{n_dirs} directions", err <= tol)
-
-
-def _value(v):
-    return v if isinstance(v, _Diffable) else float(v)
-
-
-class _Diffable:
-    """An output y with weights w: ``a - b`` gives sum((y_a - y_b) * w) (float)."""
-
-    def __init__(self, y, w):
-        self.y, self.w = y, w
-
-    def __sub__(self, other):
-        return float(((self.y - other.y) * self.w).sum())
-
-    def __float__(self):
-        return float((self.y * self.w).sum())
-
-
-def _module_of(a):
-    from .backend import array_module
-    return array_module(a)
 
 
 def _named_params(module):
@@ -135,49 +105,26 @@ def _named_params(module):
     return dict(module.params), dict(module.grads)
 
 
-def _freeze_dropout(module):
-    """Freeze every Dropout mask in ``module``; returns [(layer, old flag)] for _thaw."""
-    frozen = []
-    for layer in getattr(module, "layers", [module]):
-        if isinstance(layer, Dropout):
-            frozen.append((layer, layer.fixed_mask))
-            layer.fixed_mask = True
-    return frozen
-
-
-def _thaw(frozen):
-    """Give each Dropout its own ``fixed_mask`` flag back (a check must not change training)."""
-    for layer, flag in frozen:
-        layer.fixed_mask = flag
-
-
 def check_module(module, x, seed=0, h=1e-6, tol=DEFAULT_TOL, **kw):
     """Check a layer or a Sequential at input x (N, D_in) with L = sum(forward(x) * dy).
 
     Returns one Row for dL/dx and one per parameter.
     """
-    be = module.backend
-    xp = be.xp
-    rng = xp.random.default_rng(seed)
+    rng = module.backend.xp.random.default_rng(seed)
     module.forward(x)                       # draws any dropout mask once
-    frozen = _freeze_dropout(module)
-    try:
+    with module.frozen_dropout():
         y = module.forward(x)
         dy = rng.standard_normal(y.shape, dtype=y.dtype)
-
-        def loss():
-            return module.forward(x)
-
-        module.forward(x)
         dx = module.backward(dy)
         params, grads = _named_params(module)
         analytic = {k: g.copy() for k, g in grads.items()}
-        rows = [check_array(loss, x, dx, h=h, rng=rng, name="x", tol=tol, weights=dy, **kw)]
+
+        def output():
+            return module.forward(x)
+        rows = [check_array(output, x, dx, h=h, rng=rng, name="x", tol=tol, weights=dy, **kw)]
         for k, p in params.items():
-            rows.append(check_array(loss, p, analytic[k], h=h, rng=rng, name=k, tol=tol,
+            rows.append(check_array(output, p, analytic[k], h=h, rng=rng, name=k, tol=tol,
                                     weights=dy, **kw))
-    finally:
-        _thaw(frozen)
     return rows
 
 
@@ -206,10 +153,10 @@ def check_generator_through_discriminator(G, D, z, kind="nonsaturating", seed=0,
     gradient flows from the loss back through D (input gradient only, D's dropout masks
     frozen) into G.
 
-    Without ``real``, D sees the fakes alone and dL_G/dx = D.backward(dl, param_grads=False)
-    (the alternating step's path). With ``real`` (N_r, D_x), D sees the batch [real, G(z)]
-    in one forward and dL_G/dx for the fake rows comes from ``GAN._grad_through_d``, the
-    simultaneous step's own code (D's masks and caches cover the whole batch).
+    dL_G/dx comes from ``gan.grad_through_d``, the training steps' own code. Without
+    ``real``, D sees the fakes alone (the alternating step's path). With ``real`` (N_r, D_x),
+    D sees the batch [real, G(z)] in one forward and the gradient is taken for the fake rows
+    (the simultaneous step's path; D's masks and caches cover the whole batch).
 
     The differences are taken on the logits, weighted by g = dL_G/dl at theta_G:
     L(l+) - L(l-) = g . (l+ - l-) + O(h^3), the same accuracy as differencing L itself
@@ -227,312 +174,23 @@ def check_generator_through_discriminator(G, D, z, kind="nonsaturating", seed=0,
         return D.forward(x)[n_real:]
 
     logits()                                # draws D's dropout masks once
-    frozen = _freeze_dropout(D)
-    try:
+    with D.frozen_dropout():
         _, dl = generator_loss(logits(), kind)
         d_grads_before = D.grad_vector.copy()
-        if real is None:
-            dx = D.backward(dl, param_grads=False)
-        else:
-            gan = GAN(G, D, None, None, noise_dim=z.shape[1], objective=kind)
-            dx = gan._grad_through_d(dl, n_real)
-        G.backward(dx, input_grad=False)
+        G.backward(gan.grad_through_d(D, dl, rows=slice(n_real, None)), input_grad=False)
         if not bool((D.grad_vector == d_grads_before).all()):
             raise AssertionError("D.backward(param_grads=False) changed D's gradients")
         params, grads = _named_params(G)
         analytic = {k: g.copy() for k, g in grads.items()}
         return [check_array(logits, p, analytic[k], h=h, rng=rng, name=f"G {k}", tol=tol,
                             weights=dl, **kw) for k, p in params.items()]
-    finally:
-        _thaw(frozen)
-
-
-def format_table(rows):
-    """Rows -> a fixed-width text table: parameter, shape, analytic and numerical norms,
-    relative error, result, and which check (every coordinate, or n random directions)."""
-    width = max([22] + [len(r.name) for r in rows])
-
-    def num(v, spec):
-        return "-" if v != v else format(v, spec)     # nan (no check ran) prints as "-"
-
-    head = (f"{'parameter':<{width}} {'shape':<14} {'analytic':>11} {'numerical':>11} "
-            f"{'rel. error':>10}  result  check")
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        lines.append(f"{r.name:<{width}} {str(r.shape):<14} {num(r.analytic_norm, '.4e'):>11} "
-                     f"{num(r.numerical_norm, '.4e'):>11} {num(r.rel_error, '.2e'):>10}  "
-                     f"{'pass' if r.passed else 'FAIL':<6}  {r.method}")
-    return "\n".join(lines)
 
 
 def max_error(rows):
     return max((r.rel_error for r in rows), default=math.nan)
 
 
-# --- the command: python -m tinygan.gradcheck ------------------------------------------
-#
-# Every layer class in layers.LAYER_CLASSES is looked up in LAYER_CHECKS; a class without an
-# entry is reported as a failing row, so a new layer cannot ship without a gradient check.
-
-Section = namedtuple("Section", "title detail code rows")
-"""One table of the command: a short title, what exactly was checked, where the code is, rows."""
-
-LayerCheck = namedtuple("LayerCheck", "make n_in code")
-"""A small instance of a layer (``make(backend)``), its input width, and where its backward is."""
-
-LAYER_CHECKS = {
-    Linear: LayerCheck(lambda be: Linear(7, 5, init="glorot", backend=be), 7,
-                       "Linear.backward in tinygan/layers.py"),
-    ReLU: LayerCheck(lambda be: ReLU(backend=be), 7, "ReLU.backward in tinygan/layers.py"),
-    LeakyReLU: LayerCheck(lambda be: LeakyReLU(0.1, backend=be), 7,
-                          "LeakyReLU.backward in tinygan/layers.py"),
-    Tanh: LayerCheck(lambda be: Tanh(backend=be), 7, "Tanh.backward in tinygan/layers.py"),
-    Sigmoid: LayerCheck(lambda be: Sigmoid(backend=be), 7, "Sigmoid.backward in tinygan/layers.py"),
-    Maxout: LayerCheck(lambda be: Maxout(7, units=4, pieces=3, init="glorot", backend=be), 7,
-                       "Maxout.backward in tinygan/layers.py"),
-    Dropout: LayerCheck(lambda be: Dropout(0.6, backend=be), 7,
-                        "Dropout.backward in tinygan/layers.py"),
-}
-
-ALIASES = {"g": "generator", "d": "discriminator", "d_loss": "discriminator_loss",
-           "g_loss": "generator_loss", "leaky_relu": "leakyrelu", "g_through_discriminator":
-           "g_through_d", "generator_through_discriminator": "g_through_d"}
-
-FLOAT32_NOTE = """\
-Why float64: a central difference (L(t + h) - L(t - h)) / 2h has two errors. Truncation,
-about h^2 |d3L/dt3| / 6, is ~1e-12 at h = 1e-6. Rounding: L is only known to about eps |L|,
-so the quotient carries an error of about eps |L| / h; and t + h is itself rounded to the
-float grid (spacing ~eps |t|), so the step really taken is off by up to ~eps |t| / h. With
-eps = 2.2e-16 (float64) both are ~1e-10 of the derivative: correct code shows errors of
-1e-9 or less. With eps = 1.2e-7 (float32) they are ~0.1: the errors jump to 1e-2..3e-1 and
-every row FAILs, although every backward above is the same, correct code. A larger step
-helps only so far: with --h 1e-3 the layers reach ~3e-5 (the best h ~ eps^(1/3) balances
-h^2 against eps/h), and G still fails, as one of its ReLU pre-activations now lies within h
-of the kink. Never 1e-8: to tell a correct gradient from a slightly wrong one, check in
-float64. (The float32 run draws its own random inputs and weights: the numbers differ from
-the float64 run's, the sizes and the checks are the same.)"""
-
-
-THROUGH_D_CODE = ("G.backward(D.backward(dl, param_grads=False)), as in "
-                  "GAN._alternating_step in tinygan/gan.py")
-THROUGH_D_BATCH_CODE = "G.backward(GAN._grad_through_d(dl, n_real)), as in GAN._simultaneous_step"
-
-
-def away_from_zero(be, shape, margin=1e-3):
-    """Gaussian inputs with |x| >= margin, so no ReLU/LeakyReLU kink lies within h of x."""
-    x = be.normal(shape)
-    return be.xp.where(abs(x) < margin, margin, x)
-
-
-def small_generator(be, noise_dim=5, hidden=10, out_dim=12):
-    """The paper's G (Linear+ReLU, Linear+ReLU, Linear+Sigmoid) at a small size, weights
-    N(0, 0.5^2) so every unit is active somewhere and the gradients are not tiny."""
-    G = paper_generator(noise_dim=noise_dim, hidden=hidden, out_dim=out_dim,
-                        pixel_mean=be.uniform(0.1, 0.9, (out_dim,)), backend=be)
-    G.param_vector[...] = be.normal(G.param_vector.shape) * 0.5
-    return G
-
-
-def small_discriminator(be, in_dim=12, units=6, pieces=3):
-    """The paper's D (dropout, maxout, dropout, maxout, dropout, linear -> logit) at a small
-    size, weights N(0, 0.5^2)."""
-    D = paper_discriminator(in_dim=in_dim, units=units, pieces=pieces, backend=be)
-    D.param_vector[...] = be.normal(D.param_vector.shape) * 0.5
-    return D
-
-
-def _layer_sections(cls, be, seed, h, tol, full):
-    check = LAYER_CHECKS.get(cls)
-    if check is None:
-        return [Section(cls.__name__, "a layer class with no entry in LAYER_CHECKS",
-                        "add one to LAYER_CHECKS in tinygan/gradcheck.py",
-                        [Row(f"no gradient check for {cls.__name__}", (), math.nan, math.nan,
-                             math.inf, "missing", False)])]
-    layer = check.make(be)
-    rows = check_module(layer, away_from_zero(be, (6, check.n_in)), seed=seed, h=h, tol=tol)
-    return [Section(cls.__name__, f"{layer!r} at x {(6, check.n_in)}", check.code, rows)]
-
-
-def _discriminator_loss_sections(be, seed, h, tol, full):
-    real, fake = be.normal((6, 1)) * 4, be.normal((4, 1)) * 4
-    return [Section("discriminator loss", "6 real and 4 fake logits ~ N(0, 4^2)",
-                    "discriminator_loss in tinygan/losses.py",
-                    check_discriminator_loss(real, fake, h=h, tol=tol))]
-
-
-def _generator_loss_sections(be, seed, h, tol, full):
-    fake = be.normal((6, 1)) * 4
-    rows = [r for kind in OBJECTIVES for r in check_generator_loss(fake, kind, h=h, tol=tol)]
-    return [Section("generator loss", "both objectives, 6 logits ~ N(0, 4^2)",
-                    "generator_loss in tinygan/losses.py", rows)]
-
-
-def _generator_sections(be, seed, h, tol, full):
-    out = [Section("G", "the paper's generator at a small size, z 5 -> 10 -> 10 -> 12",
-                   "Sequential.backward in tinygan/network.py",
-                   check_module(small_generator(be), be.normal((4, 5)), seed=seed, h=h,
-                                tol=tol, max_coords=10**6))]
-    if full:
-        G = paper_generator(pixel_mean=be.uniform(0.1, 0.9, (784,)), backend=be)
-        out.append(Section("G, paper size", "z 100 -> 1200 -> 1200 -> 784",
-                           "Sequential.backward in tinygan/network.py",
-                           check_module(G, be.normal((6, 100)), seed=seed, h=h, tol=tol)))
-    return out
-
-
-def _discriminator_sections(be, seed, h, tol, full):
-    out = [Section("D", "the paper's discriminator at a small size, x 12 -> dropout, maxout "
-                        "6x3, dropout, maxout 6x3, dropout, linear -> logit",
-                   "Sequential.backward in tinygan/network.py",
-                   check_module(small_discriminator(be), be.uniform(0, 1, (5, 12)), seed=seed,
-                                h=h, tol=tol, max_coords=10**6))]
-    if full:
-        D = paper_discriminator(backend=be)
-        out.append(Section("D, paper size", "x 784 -> maxout 240x5 -> maxout 240x5 -> logit",
-                           "Sequential.backward in tinygan/network.py",
-                           check_module(D, be.uniform(0, 1, (6, 784)), seed=seed, h=h, tol=tol)))
-    return out
-
-
-def _g_through_d_sections(be, seed, h, tol, full):
-    out = []
-    for kind in OBJECTIVES:
-        G, D = small_generator(be), small_discriminator(be)
-        out.append(Section(f"G through D, {kind}", "dL_G/dtheta_G, small G and D, D sees 6 fakes",
-                           THROUGH_D_CODE,
-                           check_generator_through_discriminator(
-                               G, D, be.normal((6, 5)), kind, seed=seed, h=h, tol=tol,
-                               max_coords=10**6)))
-        G, D = small_generator(be), small_discriminator(be)
-        out.append(Section(f"G through D, {kind}, real+fake batch",
-                           "dL_G/dtheta_G, small G and D, D sees 4 real rows and 6 fakes in one "
-                           "forward", THROUGH_D_BATCH_CODE,
-                           check_generator_through_discriminator(
-                               G, D, be.normal((6, 5)), kind, seed=seed, h=h, tol=tol,
-                               real=be.uniform(0, 1, (4, 12)), max_coords=10**6)))
-    if full:
-        for kind in OBJECTIVES:
-            G = paper_generator(pixel_mean=be.uniform(0.1, 0.9, (784,)), backend=be)
-            D = paper_discriminator(backend=be)
-            # at D's init (+-0.005) dL/dtheta_G is ~1e-8; weights of a trained size make it matter
-            D.param_vector[...] = be.normal(D.param_vector.shape) * 0.05
-            out.append(Section(f"G through D, {kind}, paper size",
-                               "dL_G/dtheta_G with the paper's G and D (D weights N(0, 0.05^2))",
-                               THROUGH_D_CODE,
-                               check_generator_through_discriminator(
-                                   G, D, be.normal((6, 100)), kind, seed=seed, h=h, tol=tol)))
-    return out
-
-
-def check_items():
-    """{name: (title, runner)}, in the order the command prints; ``runner(be, seed, h, tol,
-    full)`` returns [Section].
-
-    Layers come from ``layers.LAYER_CLASSES`` at call time (a class added there shows up here,
-    with a failing row until it has an entry in LAYER_CHECKS)."""
-    items = {}
-    for cls in _layers.LAYER_CLASSES:
-        items[cls.__name__.lower()] = (cls.__name__,
-                                       (lambda c: lambda *a: _layer_sections(c, *a))(cls))
-    items.update(discriminator_loss=("discriminator loss", _discriminator_loss_sections),
-                 generator_loss=("generator loss", _generator_loss_sections),
-                 generator=("G", _generator_sections),
-                 discriminator=("D", _discriminator_sections),
-                 g_through_d=("G through D", _g_through_d_sections))
-    return items
-
-
-def run_checks(names=None, dtype="float64", seed=0, h=1e-6, tol=DEFAULT_TOL, full=False):
-    """Run the named checks (all when ``names`` is None) on a NumPy backend of ``dtype``;
-    returns [Section]. Each item gets a fresh backend seeded with ``seed``, so one item run
-    alone gives the same rows as in the full run. A check that raises (a backward returning
-    the wrong shape, say) becomes a failing row that names the exception."""
-    from .backend import get_backend
-    items = check_items()
-    sections = []
-    for name in (names or list(items)):
-        title, runner = items[name]
-        be = get_backend("numpy", dtype=dtype, seed=seed)
-        try:
-            sections.extend(runner(be, seed, h, tol, full))
-        except Exception as exc:  # report it as a failure, keep checking the rest
-            sections.append(Section(title, f"the check raised {type(exc).__name__}: {exc}",
-                                    "", [Row(f"raised {type(exc).__name__}", (), math.nan,
-                                             math.nan, math.inf, "exception", False)]))
-    return sections
-
-
-def _parser():
-    p = argparse.ArgumentParser(
-        prog="python -m tinygan.gradcheck",
-        description="Check every hand-written gradient in tinygan against central differences: "
-                    "each layer class in tinygan.layers.LAYER_CLASSES, the discriminator loss, "
-                    "the generator loss (both objectives), G, D, and G's gradient through D. "
-                    "One table per check: parameter, shape, norms of the analytic and numerical "
-                    "gradients, relative error |a - n| / (|a| + |n|), pass/FAIL, and which check "
-                    "(every coordinate, or random directions). Exit status 0 when every row "
-                    "passes, 1 when any fails, 2 on a usage error.",
-        epilog="Derivations of every gradient: docs/gradients.md.")
-    p.add_argument("--layer", metavar="NAME",
-                   help="run one item only (case-insensitive): " + ", ".join(check_items()))
-    p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
-                   help="float64 (default); float32 shows why gradient checks need float64")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--tol", type=float, default=DEFAULT_TOL,
-                   help=f"largest relative error that passes (default {DEFAULT_TOL:g})")
-    p.add_argument("--h", type=float, default=1e-6,
-                   help="finite-difference step for per-coordinate checks (default 1e-6)")
-    p.add_argument("--full", action="store_true",
-                   help="also check the paper-size G, D and G through D along random "
-                        "directions (tens of seconds on two CPU cores)")
-    return p
-
-
-def _resolve(name, choices):
-    key = name.strip().lower().replace("-", "_").replace(" ", "_")
-    key = ALIASES.get(key, key)
-    return key if key in choices else None
-
-
-def main(argv=None):
-    """The command line; returns the exit status (0 all pass, 1 a row failed, 2 bad usage)."""
-    args = _parser().parse_args(argv)
-    items = check_items()
-    names = None
-    if args.layer is not None:
-        key = _resolve(args.layer, items)
-        if key is None:
-            print(f"unknown --layer {args.layer!r}: choose one of {', '.join(items)}",
-                  file=sys.stderr)
-            return 2
-        names = [key]
-    if not (args.h > 0 and args.tol > 0):
-        print("--h and --tol must be positive", file=sys.stderr)
-        return 2
-    start = time.perf_counter()
-    print(f"tinygan gradient checks: numpy {args.dtype}, seed {args.seed}, tol {args.tol:g}, "
-          f"h {args.h:g} (coordinates) / 1e-05 (directions)")
-    sections = run_checks(names, args.dtype, args.seed, args.h, args.tol, args.full)
-    for s in sections:
-        ok = all(r.passed for r in s.rows)
-        print(f"\n== {s.title}: {s.detail}" + (f"\n   code: {s.code}" if s.code else ""))
-        print(format_table(s.rows))
-        n = len(s.rows)
-        print(f"{'pass' if ok else 'FAIL'}: {s.title} ({n} row{'s' * (n != 1)}, largest "
-              f"relative error {max_error(s.rows):.1e})")
-    rows = [(s, r) for s in sections for r in s.rows]
-    failed = [(s, r) for s, r in rows if not r.passed]
-    worst_s, worst = max(rows, key=lambda sr: sr[1].rel_error)
-    if args.dtype == "float32":
-        print("\n" + FLOAT32_NOTE)
-    failed_titles = list(dict.fromkeys(s.title for s, _ in failed))
-    verdict = (f"{len(failed)} FAIL, in {'; '.join(failed_titles)}" if failed else "all pass")
-    print(f"\n{len(sections)} check{'s' * (len(sections) != 1)}, "
-          f"{len(rows)} row{'s' * (len(rows) != 1)}: {verdict}. Largest relative error "
-          f"{worst.rel_error:.1e} ({worst_s.title}: {worst.name}); "
-          f"{time.perf_counter() - start:.1f} s")
-    return 1 if failed else 0
-
-
-if __name__ == "__main__":
+if __name__ == "__main__":      # python -m tinygan.gradcheck: the command lives with the tools
+    import sys
+    from .tools.gradcheck_cli import main
     sys.exit(main())

@@ -1,6 +1,6 @@
 """Layers with hand-written backward passes.
 
-The layer protocol (DESIGN.md section 2):
+The layer protocol (docs/design.md, "The layer protocol"):
 
 - ``forward(x)`` takes ``x`` of shape (N, D_in), returns y of shape (N, D_out) and keeps
   in ``self`` only what ``backward`` needs.
@@ -10,15 +10,24 @@ The layer protocol (DESIGN.md section 2):
   one flat buffer (see network.py) and lets the optimizer update them in a few calls.
 - ``backward(dy, param_grads=False)`` skips the parameter gradients (the generator step
   needs only dL/dx through D); ``input_grad=False`` skips dL/dx (the first layer).
-- ``training`` switches dropout on (True) or off (False).
+- ``backward(dy, rows=r)``: dy covers rows ``r`` (a slice; default ``ALL``) of the last
+  forward batch only (G's gradient through D needs the fake rows of a real+fake batch).
+- ``training`` switches dropout on (True) or off (False); set it through the network
+  (``with net.evaluating():``), never by hand.
+- Each layer declares its cache (what forward keeps for backward) in ``__init__``.
 
 Every ``backward`` docstring states its derivative in one line.
 """
 
+import contextlib
 import math
 
 from .backend import default_backend
-from .errors import ConfigError
+from .errors import ConfigError, check_int
+
+
+ALL = slice(None)
+"""``rows=ALL``: a backward's dy covers every row of the last forward batch."""
 
 
 class Layer:
@@ -26,8 +35,7 @@ class Layer:
 
     ``inplace=True`` lets an elementwise layer overwrite its input in ``forward`` (saving a
     copy); the network builders set it where the input is a fresh array of the previous
-    layer. ``backward(dy, rows=r)`` takes dy for rows ``r`` (a slice) of the last forward
-    batch only: G's gradient through D needs the fake rows of a real+fake batch.
+    layer.
     """
 
     def __init__(self, backend=None, inplace=False):
@@ -41,8 +49,12 @@ class Layer:
     def forward(self, x):
         raise NotImplementedError
 
-    def backward(self, dy, param_grads=True, input_grad=True, rows=None):
+    def backward(self, dy, param_grads=True, input_grad=True, rows=ALL):
         raise NotImplementedError
+
+    def frozen_dropout(self):
+        """A context in which forward reuses its random mask (only Dropout has one)."""
+        return contextlib.nullcontext(self)
 
     def _out(self, x):
         """Where an elementwise forward writes: over x when inplace, else a new array."""
@@ -50,9 +62,6 @@ class Layer:
 
     def __repr__(self):
         return f"{type(self).__name__}()"
-
-
-ALL = slice(None)
 
 
 def init_weights(backend, n_in, n_out, init="uniform", scale=0.05):
@@ -72,23 +81,17 @@ def init_weights(backend, n_in, n_out, init="uniform", scale=0.05):
     return backend.uniform(-r, r, (n_in, n_out))
 
 
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    return value
-
-
 class Linear(Layer):
     """Affine map y = x W + b with W (n_in, n_out), b (n_out,); x (N, n_in) -> y (N, n_out)."""
 
     def __init__(self, n_in, n_out, init="uniform", scale=0.05, backend=None):
         super().__init__(backend)
-        self.n_in = _positive_int("n_in", n_in)
-        self.n_out = _positive_int("n_out", n_out)
+        self.n_in = check_int("n_in", n_in)
+        self.n_out = check_int("n_out", n_out)
         be = self.backend
         self.params = {"W": init_weights(be, n_in, n_out, init, scale), "b": be.zeros((n_out,))}
         self.grads = {"W": be.zeros((n_in, n_out)), "b": be.zeros((n_out,))}
-        self.x = None
+        self.x = None                   # cache: the input of the last forward
 
     def forward(self, x):
         self.x = x
@@ -96,11 +99,10 @@ class Linear(Layer):
         y += self.params["b"]
         return y
 
-    def backward(self, dy, param_grads=True, input_grad=True, rows=None):
+    def backward(self, dy, param_grads=True, input_grad=True, rows=ALL):
         """dW = x.T @ dy,  db = dy.sum(0),  dx = dy @ W.T."""
         if param_grads:
-            x = self.x if rows is None else self.x[rows]
-            self.xp.matmul(x.T, dy, out=self.grads["W"])
+            self.xp.matmul(self.x[rows].T, dy, out=self.grads["W"])
             dy.sum(0, out=self.grads["b"])
         return dy @ self.params["W"].T if input_grad else None
 
@@ -111,13 +113,17 @@ class Linear(Layer):
 class ReLU(Layer):
     """y = max(x, 0), elementwise."""
 
+    def __init__(self, backend=None, inplace=False):
+        super().__init__(backend, inplace)
+        self.mask = None                # cache: [x > 0] of the last forward
+
     def forward(self, x):
         self.mask = x > 0
         return self.xp.multiply(x, self.mask, out=self._out(x))
 
-    def backward(self, dy, param_grads=True, input_grad=True, rows=None):
+    def backward(self, dy, param_grads=True, input_grad=True, rows=ALL):
         """dx = dy * [x > 0]."""
-        return dy * self.mask[ALL if rows is None else rows]
+        return dy * self.mask[rows]
 
 
 class LeakyReLU(Layer):
@@ -126,14 +132,15 @@ class LeakyReLU(Layer):
     def __init__(self, slope=0.2, backend=None, inplace=False):
         super().__init__(backend, inplace)
         self.slope = float(slope)
+        self.scale = None               # cache: 1 where x > 0, slope elsewhere
 
     def forward(self, x):
         self.scale = self.xp.where(x > 0, 1.0, self.slope).astype(x.dtype)
         return self.xp.multiply(x, self.scale, out=self._out(x))
 
-    def backward(self, dy, param_grads=True, input_grad=True, rows=None):
+    def backward(self, dy, param_grads=True, input_grad=True, rows=ALL):
         """dx = dy * (1 where x > 0, slope elsewhere)."""
-        return dy * self.scale[ALL if rows is None else rows]
+        return dy * self.scale[rows]
 
     def __repr__(self):
         return f"LeakyReLU({self.slope})"
@@ -142,18 +149,26 @@ class LeakyReLU(Layer):
 class Tanh(Layer):
     """y = tanh(x), elementwise."""
 
+    def __init__(self, backend=None, inplace=False):
+        super().__init__(backend, inplace)
+        self.y = None                   # cache: the output of the last forward
+
     def forward(self, x):
         self.y = self.xp.tanh(x, out=self._out(x))
         return self.y
 
-    def backward(self, dy, param_grads=True, input_grad=True, rows=None):
+    def backward(self, dy, param_grads=True, input_grad=True, rows=ALL):
         """dx = dy * (1 - y^2)."""
-        y = self.y if rows is None else self.y[rows]
+        y = self.y[rows]
         return dy * (1 - y * y)
 
 
 class Sigmoid(Layer):
     """y = 1 / (1 + exp(-x)), computed as 0.5 tanh(x / 2) + 0.5 (never overflows)."""
+
+    def __init__(self, backend=None, inplace=False):
+        super().__init__(backend, inplace)
+        self.y = None                   # cache: the output of the last forward
 
     def forward(self, x):
         y = self.xp.multiply(x, 0.5, out=self._out(x))
@@ -163,9 +178,9 @@ class Sigmoid(Layer):
         self.y = y
         return y
 
-    def backward(self, dy, param_grads=True, input_grad=True, rows=None):
+    def backward(self, dy, param_grads=True, input_grad=True, rows=ALL):
         """dx = dy * y * (1 - y)."""
-        y = self.y if rows is None else self.y[rows]
+        y = self.y[rows]
         return dy * y * (1 - y)
 
 
@@ -179,11 +194,12 @@ class Maxout(Layer):
 
     def __init__(self, n_in, units, pieces, init="uniform", scale=0.005, backend=None):
         super().__init__(backend)
-        self.n_in = _positive_int("n_in", n_in)
-        self.units = _positive_int("units", units)
-        self.pieces = _positive_int("pieces", pieces)
+        self.n_in = check_int("n_in", n_in)
+        self.units = check_int("units", units)
+        self.pieces = check_int("pieces", pieces)
         self.linear = Linear(n_in, units * pieces, init, scale, backend=self.backend)
         self.params, self.grads = self.linear.params, self.linear.grads
+        self.mask = None                # cache: which piece is the max, (N, pieces, units)
 
     def forward(self, x):
         z = self.linear.forward(x).reshape(x.shape[0], self.pieces, self.units)
@@ -198,10 +214,9 @@ class Maxout(Layer):
         self.mask = mask
         return y
 
-    def backward(self, dy, param_grads=True, input_grad=True, rows=None):
+    def backward(self, dy, param_grads=True, input_grad=True, rows=ALL):
         """dz[n, p, u] = dy[n, u] * [p = argmax_p z[n, p, u]], then Linear's backward on dz."""
-        mask = self.mask if rows is None else self.mask[rows]
-        dz = (dy[:, None, :] * mask).reshape(dy.shape[0], self.pieces * self.units)
+        dz = (dy[:, None, :] * self.mask[rows]).reshape(dy.shape[0], self.pieces * self.units)
         return self.linear.backward(dz, param_grads, input_grad, rows)
 
     def __repr__(self):
@@ -212,8 +227,9 @@ class Dropout(Layer):
     """Inverted dropout: y = x * m / keep_prob with m ~ Bernoulli(keep_prob) at train time;
     y = x at test time (``training = False``).
 
-    The mask is drawn from the backend's rng at each forward. Set ``fixed_mask = True`` to
-    reuse the last mask (gradient checks need the same mask in every evaluation).
+    The mask is drawn from the backend's rng at each forward; inside
+    ``with layer.frozen_dropout():`` forward reuses the last mask (gradient checks need the
+    same mask in every evaluation).
     """
 
     def __init__(self, keep_prob, backend=None, inplace=False):
@@ -221,8 +237,18 @@ class Dropout(Layer):
         if isinstance(keep_prob, bool) or not 0 < keep_prob <= 1:
             raise ConfigError(f"keep_prob must be in (0, 1], got {keep_prob!r}")
         self.keep_prob = float(keep_prob)
-        self.fixed_mask = False
-        self.scaled_mask = None
+        self.fixed_mask = False         # set only by frozen_dropout()
+        self.scaled_mask = None         # cache: m / keep_prob of the last forward (None: eval)
+
+    @contextlib.contextmanager
+    def frozen_dropout(self):
+        """Forward reuses the last mask inside the block; the previous setting comes back after."""
+        was = self.fixed_mask
+        self.fixed_mask = True
+        try:
+            yield self
+        finally:
+            self.fixed_mask = was
 
     def forward(self, x):
         if not self.training or self.keep_prob == 1.0:
@@ -234,11 +260,11 @@ class Dropout(Layer):
             self.scaled_mask *= 1.0 / self.keep_prob
         return self.xp.multiply(x, self.scaled_mask, out=self._out(x))
 
-    def backward(self, dy, param_grads=True, input_grad=True, rows=None):
+    def backward(self, dy, param_grads=True, input_grad=True, rows=ALL):
         """dx = dy * m / keep_prob (the same scaled mask as forward); identity at test time."""
         if self.scaled_mask is None:
             return dy
-        return dy * self.scaled_mask[ALL if rows is None else rows]
+        return dy * self.scaled_mask[rows]
 
     def __repr__(self):
         return f"Dropout(keep_prob={self.keep_prob})"

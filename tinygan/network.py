@@ -7,9 +7,11 @@ layers' own backward passes in reverse order (the chain rule, one layer at a tim
     dL/dx_i = layer_i.backward(dL/dx_{i+1}),   with x_{i+1} = layer_i.forward(x_i).
 """
 
+import contextlib
+
 from .backend import default_backend
 from .errors import ConfigError
-from .layers import Dropout, LeakyReLU, Linear, Maxout, ReLU, Sigmoid, Tanh
+from .layers import ALL, Dropout, LeakyReLU, Linear, Maxout, ReLU, Sigmoid, Tanh
 
 
 class Sequential:
@@ -57,7 +59,7 @@ class Sequential:
             x = layer.forward(x)
         return x
 
-    def backward(self, dy, param_grads=True, input_grad=True, rows=None):
+    def backward(self, dy, param_grads=True, input_grad=True, rows=ALL):
         """Chain rule in reverse order: returns dL/dx (None when ``input_grad`` is False).
 
         ``param_grads=False`` leaves ``grad_vector`` untouched (only dL/dx is needed, as when
@@ -79,6 +81,26 @@ class Sequential:
 
     def eval(self):
         return self.train(False)
+
+    @contextlib.contextmanager
+    def evaluating(self):
+        """Eval mode (dropout off) inside the block; the previous mode comes back after, even
+        when the block raises."""
+        was = self.training
+        self.train(False)
+        try:
+            yield self
+        finally:
+            self.train(was)
+
+    @contextlib.contextmanager
+    def frozen_dropout(self):
+        """Every Dropout reuses the mask of its last forward inside the block (so repeated
+        forwards compute one function, as gradient checks need); restored after."""
+        with contextlib.ExitStack() as stack:
+            for layer in self.layers:
+                stack.enter_context(layer.frozen_dropout())
+            yield self
 
     def state(self):
         """{name: backend array} of every parameter (views: copy before keeping)."""

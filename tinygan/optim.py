@@ -3,9 +3,14 @@
 A network's ``param_vector`` and ``grad_vector`` (network.py) hold all its parameters, so an
 update is a handful of elementwise calls on two long arrays, written in place.
 
-    SGD, classical momentum:  v <- mu v - lr g;        p <- p + v
+    SGD, classical momentum:  v <- mu v - lr_t g;      p <- p + v
     Adam:                     m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;
-                              p <- p - lr_t m / (sqrt(v) + eps_t),  lr_t = lr sqrt(1 - b2^t) / (1 - b1^t)
+                              p <- p - a_t m / (sqrt(v) + eps_t),  a_t = lr_t sqrt(1 - b2^t) / (1 - b1^t)
+
+Both optimizers share one API: ``lr`` is the base learning rate (a plain attribute, settable),
+``decay`` an optional schedule object giving the rate a step uses, ``lr_t = decay(lr, t)``
+after t steps, ``set_epoch(e)`` applies a momentum schedule, and ``state()`` /
+``load_state(state)`` save and restore everything a resume needs, as the network's do.
 
 Schedules (the paper's MNIST run):
     lr after t steps:   max(lr0 / decay^t, min_lr)            (decay = 1.000004, min_lr = 1e-6)
@@ -15,14 +20,19 @@ Schedules (the paper's MNIST run):
 import math
 
 from .backend import array_module
-from .errors import ConfigError
+from .errors import ConfigError, check_in_range, check_positive
 
 
-def _positive(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 \
-            or not math.isfinite(value):
-        raise ConfigError(f"{name} must be a positive number, got {value!r}")
-    return float(value)
+class ExponentialDecay:
+    """lr_t = max(lr / rate^t, floor): the paper's pylearn2 ExponentialDecay(1.000004, 1e-6)."""
+
+    def __init__(self, rate=1.000004, floor=0.0):
+        if not rate >= 1.0:
+            raise ConfigError(f"lr decay must be >= 1 (lr_t = lr / decay^t), got {rate!r}")
+        self.rate, self.floor = float(rate), float(floor)
+
+    def __call__(self, lr, t):
+        return max(lr / self.rate ** t, self.floor)
 
 
 class MomentumRamp:
@@ -39,85 +49,111 @@ class MomentumRamp:
         return self.initial + alpha * (self.final - self.initial)
 
 
-class SGD:
-    """SGD with classical momentum and per-step exponential learning-rate decay with a floor.
+class Optimizer:
+    """What SGD and Adam share: the flat vectors, ``lr``, the decay schedule, the step count t.
+
+    Subclasses name their state arrays in ``_arrays`` and write ``step``.
+    """
+
+    _arrays = ()
+
+    def __init__(self, params, grads, lr, decay=None):
+        if params.shape != grads.shape:
+            raise ConfigError(f"params {params.shape} and grads {grads.shape} differ in shape")
+        self.params, self.grads = params, grads
+        self.lr = check_positive("learning rate", lr)
+        self.decay = decay
+        self.t = 0
+        self._xp = array_module(params)
+        self._scratch = params * 0
+
+    @property
+    def current_lr(self):
+        """The learning rate the next step uses: ``decay(lr, t)``, or ``lr`` without a decay."""
+        return self.lr if self.decay is None else self.decay(self.lr, self.t)
+
+    def set_epoch(self, epoch):
+        """Apply any per-epoch schedule (call at the start of each epoch)."""
+
+    def state(self):
+        """{name: array or number}: the state arrays (views: copy before keeping) and t."""
+        out = {name: getattr(self, name) for name in self._arrays}
+        out["t"] = self.t
+        return out
+
+    def load_state(self, state):
+        """Restore from {name: host or backend array, or number}, as ``state()`` gives."""
+        missing = sorted(set(self.state()) - set(state))
+        if missing:
+            raise ConfigError(f"optimizer state lacks {missing}")
+        for name in self._arrays:
+            a = self._xp.asarray(state[name])
+            mine = getattr(self, name)
+            if a.shape != mine.shape:
+                raise ConfigError(f"optimizer state {name}: shape {a.shape} does not fit {mine.shape}")
+            mine[...] = a
+        self.t = int(state["t"])
+
+
+class SGD(Optimizer):
+    """SGD with classical momentum.
 
     Args:
         params, grads: flat 1-D backend arrays of equal size (a network's param_vector and
             grad_vector); ``params`` is updated in place by ``step()``.
-        lr: initial learning rate lr0.  decay: lr_t = max(lr0 / decay^t, min_lr); 1.0 = constant.
+        lr: base learning rate.  decay: None (constant) or a schedule such as ExponentialDecay.
         momentum: a number, or a callable epoch -> momentum (e.g. MomentumRamp); see set_epoch.
     """
 
-    def __init__(self, params, grads, lr=0.1, momentum=0.0, decay=1.0, min_lr=0.0):
-        if params.shape != grads.shape:
-            raise ConfigError(f"params {params.shape} and grads {grads.shape} differ in shape")
-        self.params, self.grads = params, grads
-        self.lr0 = _positive("learning rate", lr)
-        if not decay >= 1.0:
-            raise ConfigError(f"lr decay must be >= 1 (lr_t = lr / decay^t), got {decay!r}")
-        self.decay, self.min_lr = float(decay), float(min_lr)
-        self.momentum_schedule = momentum if callable(momentum) else None
-        self.momentum = float(momentum(0) if callable(momentum) else momentum)
-        if not 0.0 <= self.momentum < 1.0:
-            raise ConfigError(f"momentum must be in [0, 1), got {self.momentum!r}")
-        self.velocity = params * 0
-        self._scratch = params * 0
-        self._xp = array_module(params)
-        self.t = 0
+    _arrays = ("velocity",)
 
-    @property
-    def lr(self):
-        """The learning rate the next step uses."""
-        return max(self.lr0 / self.decay ** self.t, self.min_lr)
+    def __init__(self, params, grads, lr=0.1, momentum=0.0, decay=None):
+        super().__init__(params, grads, lr, decay)
+        self.momentum_schedule = momentum if callable(momentum) else None
+        self.momentum = check_in_range("momentum", momentum(0) if callable(momentum) else momentum,
+                                       0.0, 1.0)
+        self.velocity = params * 0
 
     def set_epoch(self, epoch):
-        """Update the momentum from its schedule (call at the start of each epoch)."""
+        """Update the momentum from its schedule."""
         if self.momentum_schedule is not None:
             self.momentum = float(self.momentum_schedule(epoch))
 
     def step(self):
-        """v <- mu v - lr g;  p <- p + v."""
-        v, tmp, xp = self.velocity, self._scratch, self._xp
+        """v <- mu v - lr_t g;  p <- p + v."""
+        v, tmp = self.velocity, self._scratch
         v *= self.momentum
-        xp.multiply(self.grads, self.lr, out=tmp)
+        self._xp.multiply(self.grads, self.current_lr, out=tmp)
         v -= tmp
         self.params += v
         self.t += 1
 
     def state(self):
-        return {"arrays": {"velocity": self.velocity}, "t": self.t, "momentum": self.momentum}
+        return {**super().state(), "momentum": self.momentum}
 
-    def load_state(self, state, asarray):
-        self.velocity[...] = asarray(state["arrays"]["velocity"])
-        self.t, self.momentum = int(state["t"]), float(state["momentum"])
+    def load_state(self, state):
+        super().load_state(state)
+        self.momentum = float(state["momentum"])
 
 
-class Adam:
+class Adam(Optimizer):
     """Adam (Kingma & Ba 2015) on flat vectors; see the module docstring for the update."""
 
-    def __init__(self, params, grads, lr=2e-4, beta1=0.5, beta2=0.999, eps=1e-8):
-        if params.shape != grads.shape:
-            raise ConfigError(f"params {params.shape} and grads {grads.shape} differ in shape")
-        self.params, self.grads = params, grads
-        self.lr = _positive("learning rate", lr)
-        for name, b in (("beta1", beta1), ("beta2", beta2)):
-            if not 0.0 <= b < 1.0:
-                raise ConfigError(f"{name} must be in [0, 1), got {b!r}")
-        self.beta1, self.beta2, self.eps = float(beta1), float(beta2), _positive("eps", eps)
+    _arrays = ("m", "v")
+
+    def __init__(self, params, grads, lr=2e-4, beta1=0.5, beta2=0.999, eps=1e-8, decay=None):
+        super().__init__(params, grads, lr, decay)
+        self.beta1 = check_in_range("beta1", beta1, 0.0, 1.0)
+        self.beta2 = check_in_range("beta2", beta2, 0.0, 1.0)
+        self.eps = check_positive("eps", eps)
         self.m = params * 0
         self.v = params * 0
-        self._scratch = params * 0
-        self._xp = array_module(params)
-        self.t = 0
-
-    def set_epoch(self, epoch):
-        """Adam has no per-epoch schedule."""
 
     def step(self):
-        b1, b2, g, tmp = self.beta1, self.beta2, self.grads, self._scratch
+        """m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;  p <- p - a_t m / (sqrt(v) + eps_t)."""
+        b1, b2, g, tmp, xp = self.beta1, self.beta2, self.grads, self._scratch, self._xp
+        lr = self.current_lr
         self.t += 1
-        xp = self._xp
         self.m *= b1
         xp.multiply(g, 1 - b1, out=tmp)
         self.m += tmp
@@ -125,7 +161,7 @@ class Adam:
         xp.multiply(g, g, out=tmp)
         tmp *= 1 - b2
         self.v += tmp
-        lr_t = self.lr * math.sqrt(1 - b2 ** self.t) / (1 - b1 ** self.t)
+        lr_t = lr * math.sqrt(1 - b2 ** self.t) / (1 - b1 ** self.t)
         eps_t = self.eps * math.sqrt(1 - b2 ** self.t)
         # p -= lr_t * m / (sqrt(v) + eps_t)
         tmp[...] = self.v
@@ -135,11 +171,3 @@ class Adam:
         tmp *= self.m
         tmp *= lr_t
         self.params -= tmp
-
-    def state(self):
-        return {"arrays": {"m": self.m, "v": self.v}, "t": self.t}
-
-    def load_state(self, state, asarray):
-        self.m[...] = asarray(state["arrays"]["m"])
-        self.v[...] = asarray(state["arrays"]["v"])
-        self.t = int(state["t"])

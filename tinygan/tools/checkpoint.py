@@ -27,6 +27,7 @@ import zlib
 import numpy as np
 
 from ..errors import CheckpointError
+from .files import fsync_path as _fsync
 
 FORMAT_VERSION = 1
 _NUMERIC_KINDS = "biufc"  # bool, int, uint, float, complex
@@ -51,17 +52,6 @@ def _sha256(filename):
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def _fsync(filename, directory=False):
-    fd = os.open(filename, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError:
-        if not directory:  # some filesystems cannot fsync a directory
-            raise
-    finally:
-        os.close(fd)
 
 
 def _write_npz(filename, arrays):

@@ -21,7 +21,7 @@ through ``tinygan.tools.checkpoint`` (imported inside it).
 import math
 
 from ..backend import array_module, default_backend
-from ..errors import ConfigError, TrainingDiverged
+from ..errors import ConfigError, TrainingDiverged, check_int
 from ..layers import Dropout, Linear, ReLU
 from ..network import Sequential
 from ..optim import Adam
@@ -117,13 +117,9 @@ class Classifier:
     def _eval_batches(self, x, batch_size, fn):
         x = self._as_input(x)
         out = []
-        was = self.net.training
-        self.net.eval()
-        try:
-            for i in range(0, x.shape[0], _positive(batch_size, "batch_size")):
+        with self.net.evaluating():
+            for i in range(0, x.shape[0], check_int("batch_size", batch_size)):
                 out.append(fn(x[i:i + batch_size]))
-        finally:
-            self.net.train(was)
         return self.backend.xp.concatenate(out) if len(out) > 1 else out[0]
 
     def logits(self, x, batch_size=1000):
@@ -179,12 +175,6 @@ class Classifier:
         return f"Classifier({self.config})\n{self.net!r}"
 
 
-def _positive(value, name):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    return value
-
-
 def fit(classifier, images, labels, epochs=15, batch_size=100, lr=1e-3, lr_decay=1.0,
         optimizer=None, callback=None):
     """Train ``classifier`` with Adam(lr, beta1 = 0.9, beta2 = 0.999) on host or backend
@@ -198,8 +188,8 @@ def fit(classifier, images, labels, epochs=15, batch_size=100, lr=1e-3, lr_decay
     x = classifier._as_input(images)
     y = be.xp.asarray(labels)
     _labels(y, x.shape[0], classifier.n_classes, be.xp)
-    _positive(epochs, "epochs")
-    _positive(batch_size, "batch_size")
+    check_int("epochs", epochs)
+    check_int("batch_size", batch_size)
     if isinstance(lr_decay, bool) or not isinstance(lr_decay, (int, float)) \
             or not 0 < lr_decay <= 1:
         raise ConfigError(f"lr_decay must be in (0, 1], got {lr_decay!r}")

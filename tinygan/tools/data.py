@@ -11,7 +11,6 @@ downloaded into the cache, checked against their md5 before they are moved into 
 import gzip
 import hashlib
 import os
-import tempfile
 import urllib.request
 import zlib
 from http.client import HTTPException
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from .files import atomic_write
 
 MIRRORS = {
     "mnist": ["https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -133,9 +133,7 @@ def write_idx(path, array):
         int(d).to_bytes(4, "big") for d in array.shape) + np.ascontiguousarray(array).tobytes()
     if path.name.endswith(".gz"):
         data = gzip.compress(data, mtime=0)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: f.write(data))
 
 
 def cache_dir(name):
@@ -184,12 +182,14 @@ def _progress_bar(total, desc):
 
 
 def _fetch(url, dest, md5, progress):
-    """Stream ``url`` into a unique ``.part`` file beside ``dest``, check md5, move into place."""
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    """Stream ``url`` into a temp file beside ``dest``, check md5, move into place
+    (files.atomic_write: a failed or mismatched download leaves nothing behind)."""
     bar = None
-    try:
+
+    def write(out):
+        nonlocal bar
         digest = hashlib.md5()
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=TIMEOUT) as resp:
+        with urllib.request.urlopen(url, timeout=TIMEOUT) as resp:
             if progress:
                 length = resp.headers.get("Content-Length")
                 bar = _progress_bar(int(length) if length and length.isdigit() else None, dest.name)
@@ -200,12 +200,11 @@ def _fetch(url, dest, md5, progress):
                     bar.update(len(chunk))
         if digest.hexdigest() != md5:
             raise DataError(f"checksum mismatch (md5 {digest.hexdigest()}, expected {md5})")
-        os.replace(tmp, dest)
+    try:
+        atomic_write(dest, write, suffix=".part")
     finally:
         if bar is not None:
             bar.close()
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def download_file(name, filename, mirrors=None, progress=True):

@@ -42,7 +42,7 @@ import math
 from dataclasses import dataclass, field
 
 from ..backend import Backend, default_backend, get_backend
-from ..errors import ConfigError
+from ..errors import ConfigError, check_int
 
 DEFAULT_BATCH_SIZE = 1024
 
@@ -104,17 +104,6 @@ def _matrix(be, a, dt, what):
     if not (math.isfinite(float(a.min())) and math.isfinite(float(a.max()))):
         raise ConfigError(f"{what} contains nan or inf")
     return be.xp.ascontiguousarray(a)
-
-
-def _positive_int(value, what, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not (isinstance(value, int) or hasattr(value, "__index__")):
-        raise ConfigError(f"{what} must be a positive integer, not {value!r}")
-    value = int(value)
-    if value < 1:
-        raise ConfigError(f"{what} must be a positive integer, not {value}")
-    return value
 
 
 def _sigma(value):
@@ -390,8 +379,9 @@ def _setup(backend, dtype, batch_size, sample_batch_size, samples):
     """The checked arguments every entry point shares, and the prepared samples."""
     be = _get_backend(backend)
     dt = _compute_dtype(be, dtype)
-    batch_size = _positive_int(batch_size, "batch_size")
-    sample_batch_size = _positive_int(sample_batch_size, "sample_batch_size", allow_none=True)
+    batch_size = check_int("batch_size", batch_size)
+    sample_batch_size = (None if sample_batch_size is None
+                         else check_int("sample_batch_size", sample_batch_size))
     return be, dt, batch_size, sample_batch_size, _Samples(be, samples, dt)
 
 
@@ -490,7 +480,7 @@ def nearest_neighbours(queries, references, backend=None, batch_size=DEFAULT_BAT
     """
     be = _get_backend(backend)
     xp, dt = be.xp, be.dtype
-    batch_size = _positive_int(batch_size, "batch_size")
+    batch_size = check_int("batch_size", batch_size)
     refs = _Samples(be, references, dt)
     q = _matrix(be, queries, dt, "queries")
     refs.check(q, "queries")

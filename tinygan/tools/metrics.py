@@ -46,7 +46,8 @@ import warnings
 from collections import namedtuple
 
 from ..backend import array_module
-from ..errors import ConfigError, TinyGANError
+from ..errors import (ConfigError, TinyGANError, check_int, check_non_negative,
+                      check_positive)
 
 __all__ = ["Mixture2D", "ring_mixture", "grid_mixture", "MIXTURES", "sample_mixture",
            "mode_metrics", "class_histogram", "classes_covered", "inception_score",
@@ -70,20 +71,20 @@ tuple of (x, y) floats, ``std`` the standard deviation of every component."""
 
 def ring_mixture(n_modes=8, radius=2.0, std=0.02):
     """``n_modes`` Gaussians evenly spaced on a circle of ``radius`` (the first at angle 0)."""
-    n_modes = _positive_int(n_modes, "n_modes")
-    _positive_float(radius, "radius")
+    n_modes = check_int("n_modes", n_modes)
+    check_positive("radius", radius)
     centers = tuple((radius * math.cos(2 * math.pi * i / n_modes),
                      radius * math.sin(2 * math.pi * i / n_modes)) for i in range(n_modes))
-    return Mixture2D("ring", centers, _positive_float(std, "std"))
+    return Mixture2D("ring", centers, check_positive("std", std))
 
 
 def grid_mixture(side=5, spacing=2.0, std=0.05):
     """side x side Gaussians on a square grid centred on 0 (default: {-4, -2, 0, 2, 4}^2)."""
-    side = _positive_int(side, "side")
-    _positive_float(spacing, "spacing")
+    side = check_int("side", side)
+    check_positive("spacing", spacing)
     coords = [spacing * (i - (side - 1) / 2) for i in range(side)]
     centers = tuple((x, y) for x in coords for y in coords)
-    return Mixture2D("grid", centers, _positive_float(std, "std"))
+    return Mixture2D("grid", centers, check_positive("std", std))
 
 
 MIXTURES = {"ring": ring_mixture, "grid": grid_mixture}
@@ -92,7 +93,7 @@ MIXTURES = {"ring": ring_mixture, "grid": grid_mixture}
 def sample_mixture(mixture, n, backend):
     """n points (backend array (n, 2), the backend's dtype) from ``mixture``: a mode drawn
     uniformly for each point, then that mode's Gaussian."""
-    n = _positive_int(n, "n")
+    n = check_int("n", n)
     centers = backend.asarray(mixture.centers)
     idx = backend.rng.integers(0, len(mixture.centers), size=n)
     return centers[idx] + backend.normal((n, 2), std=mixture.std)
@@ -108,8 +109,8 @@ def mode_metrics(samples, mixture, n_std=DEFAULT_N_STD, min_share=DEFAULT_MIN_SH
     samples per mode, a list in the order of ``mixture.centers``).
     """
     x = _matrix(samples, "samples", width=2)
-    _positive_float(n_std, "n_std")
-    min_share = _nonneg_float(min_share, "min_share")
+    check_positive("n_std", n_std)
+    min_share = check_non_negative("min_share", min_share)
     xp = array_module(x)
     x = x.astype("float64")
     centers = xp.asarray(mixture.centers, dtype="float64")               # (K, 2)
@@ -145,7 +146,7 @@ def class_histogram(probs, n_classes=None):
     ``n_classes`` defaults to C."""
     p = _matrix(probs, "probs")
     xp = array_module(p)
-    c = p.shape[1] if n_classes is None else _positive_int(n_classes, "n_classes")
+    c = p.shape[1] if n_classes is None else check_int("n_classes", n_classes)
     return [int(v) for v in xp.bincount(p.argmax(axis=1), minlength=c).tolist()]
 
 
@@ -154,7 +155,7 @@ def classes_covered(histogram, min_share=DEFAULT_MIN_SHARE):
     counts = [int(c) for c in histogram]
     if not counts or any(c < 0 for c in counts):
         raise ConfigError(f"histogram must be a non-empty list of counts >= 0, got {histogram!r}")
-    threshold = _nonneg_float(min_share, "min_share") * sum(counts) / len(counts)
+    threshold = check_non_negative("min_share", min_share) * sum(counts) / len(counts)
     return sum(1 for c in counts if c > 0 and c >= threshold)
 
 
@@ -277,26 +278,6 @@ def sample_quality(samples, real_images, classifier, batch_size=1000, min_share=
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-def _positive_int(value, name):
-    if isinstance(value, bool) or not hasattr(value, "__index__") or int(value) < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _positive_float(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or not math.isfinite(value) or not value > 0:
-        raise ConfigError(f"{name} must be a positive number, got {value!r}")
-    return float(value)
-
-
-def _nonneg_float(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or not math.isfinite(value) or value < 0:
-        raise ConfigError(f"{name} must be a number >= 0, got {value!r}")
-    return float(value)
-
 
 def _matrix(a, name, width=None):
     """A non-empty, finite 2-D array (backend or host); ConfigError otherwise."""

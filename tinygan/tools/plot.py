@@ -34,7 +34,6 @@ import io
 import json
 import math
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -44,7 +43,8 @@ from matplotlib.figure import Figure
 from matplotlib.image import imsave
 from matplotlib.ticker import MaxNLocator
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, check_int
+from .files import atomic_write, fsync_path
 
 FRAME_COLOR = (1.0, 0.8, 0.0)   # the neighbours' frame: a strong yellow, as in the paper's Fig. 2
 _TITLE_PX = 30                  # height of the title band, in pixels
@@ -89,12 +89,6 @@ def _as_images(images, shape, name="images"):
     return np.clip(np.nan_to_num(a, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
 
 
-def _check_int(value, name, low):
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
-        raise ConfigError(f"{name} must be an int >= {low}, got {value!r}")
-    return int(value)
-
-
 def _tile(tiles, ncol, pad, fill):
     """Tiles (N, h, w, *C) -> (nrow*(h+pad)+pad, ncol*(w+pad)+pad, *C), nrow = ceil(N/ncol).
 
@@ -123,31 +117,11 @@ def image_grid(images, ncol=None, shape=(28, 28), pad=2, pad_value=1.0):
     (around every tile, the outer border included) and unused cells hold ``pad_value``.
     """
     imgs = _as_images(images, shape)
-    ncol = math.isqrt(len(imgs) - 1) + 1 if ncol is None else _check_int(ncol, "ncol", 1)
-    pad = _check_int(pad, "pad", 0)
+    ncol = math.isqrt(len(imgs) - 1) + 1 if ncol is None else check_int("ncol", ncol)
+    pad = check_int("pad", pad, minimum=0)
     if not 0.0 <= float(pad_value) <= 1.0:
         raise ConfigError(f"pad_value must be in [0, 1], got {pad_value!r}")
     return _tile(imgs, ncol, pad, float(pad_value))
-
-
-def atomic_write(path, write):
-    """Create path's directory, call write(binary file) on a temp file beside it, fsync,
-    os.replace into place; the temp file is removed on any failure. Returns Path(path)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)   # mkstemp makes 0600; a picture is for everyone to read
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def _check_png(path):
@@ -163,7 +137,7 @@ def _save_rgb(rgb, path, title=None, scale=1):
     title needs more room; the image is placed unresampled (``Figure.figimage``).
     """
     _check_png(path)
-    scale = _check_int(scale, "scale", 1)
+    scale = check_int("scale", scale)
     if scale > 1:
         rgb = rgb.repeat(scale, axis=0).repeat(scale, axis=1)
     height, width = rgb.shape[:2]
@@ -251,8 +225,8 @@ def save_nearest_neighbour_grid(samples, neighbours, path, ncol=None, title=None
     if len(s) != len(nb):
         raise ConfigError(f"samples and neighbours must pair up: {len(s)} samples, "
                           f"{len(nb)} neighbours")
-    ncol = math.isqrt(len(s) - 1) + 1 if ncol is None else _check_int(ncol, "ncol", 1)
-    pad = _check_int(pad, "pad", 0)
+    ncol = math.isqrt(len(s) - 1) + 1 if ncol is None else check_int("ncol", ncol)
+    pad = check_int("pad", pad, minimum=0)
     color = np.asarray(frame_color, dtype=np.float32)
     if color.shape != (3,):
         raise ConfigError(f"frame_color must be an RGB triple, got {frame_color!r}")
@@ -389,12 +363,8 @@ def _cell(value, key):
 
 
 def _fsync_dir(directory):
-    with contextlib.suppress(OSError):   # some filesystems cannot fsync a directory
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    with contextlib.suppress(OSError):   # some filesystems cannot open a directory
+        fsync_path(directory, directory=True)
 
 
 def append_history(path, row):

@@ -13,6 +13,11 @@ What a run leaves in ``cfg.out``:
     checkpoint.npz/.json     parameters, optimizer state, step, epoch, rng state, config
     checkpoint.prev.*        the checkpoint before it (kept by checkpoint.py for crash safety)
 
+Three parts: :class:`Trainer` is the loop (epochs, steps, resume, Ctrl-C); :class:`RunDirectory`
+owns the paths and every file written (checkpoint, metrics log, figures); :class:`ProgressReporter`
+is what a person watching sees (progress bar, one line per epoch). The checkpoint schema and
+:func:`load_run` (a run from its directory or any checkpoint path) are here too.
+
 The loop copies device values to the host once per logging interval (``log_every`` steps)
 and at the end of each epoch, never inside a training step.
 """
@@ -29,13 +34,13 @@ import numpy as np
 from .. import __version__
 from ..backend import get_backend
 from .checkpoint import check_compatible, checkpoint_exists, load_checkpoint, save_checkpoint
-from ..errors import CheckpointError, ConfigError, TrainingDiverged
+from ..errors import (CheckpointError, ConfigError, TrainingDiverged, check_choice, check_int,
+                      check_positive)
 from .evaluate import nearest_neighbours
-from ..gan import GAN, SCHEDULES
-from ..losses import OBJECTIVES
+from ..gan import GAN, check_settings
 from ..network import (paper_cifar_discriminator, paper_cifar_generator, paper_discriminator,
                        paper_generator)
-from ..optim import SGD, MomentumRamp
+from ..optim import SGD, ExponentialDecay, MomentumRamp
 from .plot import (append_history, read_history, save_loss_curves, save_nearest_neighbour_grid,
                    save_sample_grid)
 
@@ -48,8 +53,8 @@ PAPER_DEFAULTS = {"cifar10": {"lr": 0.025, "out": "runs/cifar10"}}
 
 @dataclasses.dataclass
 class TrainConfig:
-    """Settings of a run; the defaults are the paper's MNIST run (DESIGN.md section 4).
-    ``TrainConfig.paper("cifar10", ...)`` gives the paper's CIFAR-10 run (lr 0.025)."""
+    """Settings of a run; the defaults are the paper's MNIST run (README, "Train the paper's
+    MNIST model"). ``TrainConfig.paper("cifar10", ...)`` gives the paper's CIFAR-10 run (lr 0.025)."""
     epochs: int = 100
     batch_size: int = 100
     objective: str = "nonsaturating"
@@ -87,25 +92,13 @@ class TrainConfig:
         """Raise ConfigError naming the first bad setting."""
         for name in ("epochs", "batch_size", "k", "noise_dim", "log_every", "n_fixed_samples",
                      "metrics_every", "metrics_samples"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"{name.replace('_', '-')} must be a positive integer, got {v!r}")
+            check_int(name.replace("_", "-"), getattr(self, name))
         for name in ("limit", "max_steps", "seed", "hidden", "units"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ConfigError(f"{name.replace('_', '-')} must be a non-negative integer, got {v!r}")
+            check_int(name.replace("_", "-"), getattr(self, name), minimum=0)
         for name in ("lr", "min_lr"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise ConfigError(f"{name.replace('_', '-')} must be a positive number, got {v!r}")
-        if self.dataset not in DATASETS:
-            raise ConfigError(f"unknown dataset {self.dataset!r}: choose one of {', '.join(DATASETS)}")
-        if self.objective not in OBJECTIVES:
-            raise ConfigError(f"unknown objective {self.objective!r}: choose one of {', '.join(OBJECTIVES)}")
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"unknown schedule {self.schedule!r}: choose one of {', '.join(SCHEDULES)}")
-        if self.schedule == "simultaneous" and self.k != 1:
-            raise ConfigError("--k > 1 needs --schedule alternating (the simultaneous update has k = 1)")
+            check_positive(name.replace("_", "-"), getattr(self, name))
+        check_choice("dataset", self.dataset, DATASETS)
+        check_settings(self.objective, self.schedule, self.k)
         return self
 
 
@@ -130,18 +123,155 @@ def build_gan(cfg, backend, pixel_mean=None):
 
     def sgd(net):
         return SGD(net.param_vector, net.grad_vector, lr=cfg.lr, momentum=ramp,
-                   decay=cfg.lr_decay, min_lr=cfg.min_lr)
+                   decay=ExponentialDecay(cfg.lr_decay, cfg.min_lr))
     return GAN(G, D, sgd(G), sgd(D), noise_dim=cfg.noise_dim, objective=cfg.objective,
                schedule=cfg.schedule, k=cfg.k)
 
 
-def _progress(total, desc, initial=0):
+# --- the checkpoint schema: the one place that knows it ----------------------------------------
+# arrays  "G/<name>", "D/<name>"        the networks' parameters (Sequential.state())
+#         "opt_G/<name>", "opt_D/<name>"  the optimizers' state (Optimizer.state())
+#         "fixed_noise"                  the noise behind the per-epoch sample grids
+# meta    "config" (TrainConfig as a dict), "step", "epoch", "backend", "rng_state",
+#         "tinygan_version"
+
+def gan_arrays(gan, to_numpy):
+    """{name: host array} of G, D and both optimizers, named as the schema above says."""
+    parts = (("G/", gan.G.state()), ("D/", gan.D.state()),
+             ("opt_G/", gan.g_opt.state()), ("opt_D/", gan.d_opt.state()))
+    return {prefix + k: to_numpy(v) for prefix, state in parts for k, v in state.items()}
+
+
+def load_gan_arrays(gan, arrays, generator_only=False):
+    """Restore G, D and both optimizers from ``arrays`` named as :func:`gan_arrays` names them.
+    ``generator_only``: G is required, D and the optimizers are restored when present (a
+    checkpoint kept for sampling may hold G alone)."""
+    def part(prefix):
+        return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+    gan.G.load_state(part("G/"))
+    for prefix, target in (("D/", gan.D), ("opt_G/", gan.g_opt), ("opt_D/", gan.d_opt)):
+        if not generator_only or part(prefix):
+            target.load_state(part(prefix))
+
+
+def checkpoint_path(path):
+    """The checkpoint of a run directory (``dir/checkpoint``), or ``path`` itself when it is a
+    checkpoint (``.../checkpoint``, ``.npz`` or ``.json``); CheckpointError if there is none."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoint"
+    if not checkpoint_exists(path):
+        raise CheckpointError(f"no run directory or checkpoint at {path}: give the --out "
+                              "directory of examples/mnist.py (or its checkpoint)")
+    return path
+
+
+def load_run(path, backend=None):
+    """A finished or interrupted run: ``(gan, cfg, meta)`` from a run directory or any form of
+    its checkpoint path. ``gan`` is the paper's GAN on ``backend`` (default: the run's
+    backend setting) with G, D and the optimizers as saved; ``cfg`` the run's TrainConfig;
+    ``meta`` the checkpoint's meta (step, epoch, ...). A checkpoint holding G alone loads too
+    (D and the optimizers then keep their initial state)."""
+    arrays, meta = load_checkpoint(checkpoint_path(path))
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    cfg = TrainConfig(**{k: v for k, v in meta.get("config", {}).items() if k in fields})
+    backend = backend or get_backend(cfg.backend, seed=cfg.seed)
+    gan = build_gan(cfg, backend, pixel_mean=None)       # every parameter comes from the file
     try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover - tqdm is a dependency
-        return None
-    return tqdm(total=total, desc=desc, initial=initial, unit="step", leave=False,
-                dynamic_ncols=True, mininterval=0.5)
+        load_gan_arrays(gan, arrays, generator_only=True)
+    except ConfigError as exc:
+        raise CheckpointError(f"checkpoint {path} does not fit the paper's GAN: {exc}") from None
+    return gan, cfg, meta
+
+
+def sample_images(gan, n, batch=1000):
+    """n samples of G from its noise prior, as host float32 (n, D_x), ``batch`` at a time."""
+    be = gan.backend
+    return np.concatenate([be.to_numpy(gan.sample(min(batch, n - i))) for i in range(0, n, batch)])
+
+
+class RunDirectory:
+    """A run's directory and everything written in it: the checkpoint, the metrics log, the
+    per-epoch sample grids and curves, the final nearest-neighbour figure."""
+
+    def __init__(self, out):
+        self.out = Path(out)
+        try:
+            (self.out / "samples").mkdir(parents=True, exist_ok=True)
+            probe = self.out / ".write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise ConfigError(f"cannot write to output directory {self.out}: {exc.strerror or exc}") from None
+
+    @property
+    def checkpoint(self):
+        return self.out / "checkpoint"
+
+    @property
+    def metrics(self):
+        return self.out / "metrics.csv"
+
+    def save_checkpoint(self, arrays, meta):
+        save_checkpoint(self.checkpoint, arrays, meta)
+
+    def log(self, row):
+        """Append one epoch's row to metrics.csv."""
+        append_history(self.metrics, row)
+
+    def epoch_pictures(self, epoch, samples, title, shape=(28, 28)):
+        """G's samples on the fixed noise (``shape``: one image's (h, w) or (3, h, w)), and the
+        curves so far."""
+        colour = " (each image min-max scaled)" if len(shape) == 3 else ""
+        save_sample_grid(samples, self.out / "samples" / f"epoch_{epoch:04d}.png", shape=shape,
+                         title=f"epoch {epoch}{colour}")
+        save_loss_curves(read_history(self.metrics), self.out / "curves.png", title=title)
+
+    def nearest_neighbours(self, samples, neighbours, shape=(28, 28)):
+        save_nearest_neighbour_grid(samples, neighbours, self.out / "nearest_neighbours.png",
+                                    ncol=6, shape=shape)
+
+
+class ProgressReporter:
+    """What a person watching the run sees: a progress bar per epoch (tqdm) with the losses and
+    the speed at each logging interval, and one line per epoch. ``enabled=False``: the epoch
+    lines only."""
+
+    def __init__(self, enabled=True):
+        self.enabled = enabled
+        self.bar = None
+
+    def start_epoch(self, epoch, epochs, total, done=0):
+        self.close()
+        if self.enabled:
+            try:
+                from tqdm import tqdm
+            except ImportError:  # pragma: no cover - tqdm is a dependency
+                return
+            self.bar = tqdm(total=total, desc=f"epoch {epoch}/{epochs}", initial=done,
+                            unit="step", leave=False, dynamic_ncols=True, mininterval=0.5)
+
+    def interval(self, host, steps, samples_per_s):
+        """host: the interval's mean stats (floats); ``steps`` steps were taken in it."""
+        if self.bar is not None:
+            self.bar.set_postfix(d_loss=f"{host['d_loss']:.3f}", g_loss=f"{host['g_loss']:.3f}",
+                                 Dx=f"{host['d_real']:.2f}", DGz=f"{host['d_fake']:.2f}",
+                                 samples_s=f"{samples_per_s:.0f}", refresh=False)
+            self.bar.update(steps)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def epoch_line(self, row):
+        quality = ""
+        if not math.isnan(row.get("inception_score", math.nan)):
+            quality = (f"  classes {row['classes_covered']:.0f}/10  IS {row['inception_score']:.2f}"
+                       f"  FD {row['frechet_distance']:.1f}")
+        print(f"epoch {row['epoch']}: d_loss {row['d_loss']:.4f}  g_loss {row['g_loss']:.4f}  "
+              f"D(x) {row['d_real']:.3f}  D(G(z)) {row['d_fake']:.3f}  "
+              f"{row['seconds']:.1f} s  {row['samples_per_s']:.0f} samples/s{quality}", flush=True)
 
 
 class Trainer:
@@ -165,39 +295,31 @@ class Trainer:
         self.gan = build_gan(cfg, self.be, None if cfg.dataset == "cifar10" else images.mean(axis=0))
         self.steps_per_epoch = len(images) // self.m
         self.out = Path(cfg.out)
-        self.progress = progress
+        self.reporter = ProgressReporter(progress)
         self.epoch = 0                                   # epochs completed
-        self.step = 0                                    # training steps completed
         self._saved_step = None                          # step of the last checkpoint written
+        self._interrupt = None                           # the _DeferredInterrupt while running
+        self.interrupted = False
         self.fixed_noise = self.gan.sample_noise(cfg.n_fixed_samples)
-        self._make_out_dir()
+        self.run_dir = RunDirectory(self.out)
         self.classifier = None
         if cfg.classifier:
             from .classifier import load_classifier
             self.classifier, _ = load_classifier(cfg.classifier, backend=self.be)
 
-    # --- files -----------------------------------------------------------------------------
-    def _make_out_dir(self):
-        try:
-            (self.out / "samples").mkdir(parents=True, exist_ok=True)
-            probe = self.out / ".write-test"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as exc:
-            raise ConfigError(f"cannot write to output directory {self.out}: {exc.strerror or exc}") from None
+    @property
+    def step(self):
+        """Training steps completed: the GAN's own count (one counter)."""
+        return self.gan.step_count
 
     @property
     def checkpoint_path(self):
-        return self.out / "checkpoint"
+        return self.run_dir.checkpoint
 
     def state_arrays(self):
         """Every array a resume needs, as host numpy arrays."""
-        g, to_np = self.gan, self.be.to_numpy
-        arrays = {f"G/{k}": to_np(v) for k, v in g.G.params}
-        arrays.update({f"D/{k}": to_np(v) for k, v in g.D.params})
-        for net, opt in (("G", g.g_opt), ("D", g.d_opt)):
-            arrays.update({f"opt_{net}/{k}": to_np(v) for k, v in opt.state()["arrays"].items()})
-        arrays["fixed_noise"] = to_np(self.fixed_noise)
+        arrays = gan_arrays(self.gan, self.be.to_numpy)
+        arrays["fixed_noise"] = self.be.to_numpy(self.fixed_noise)
         return arrays
 
     def save(self):
@@ -208,10 +330,8 @@ class Trainer:
                                    f"the last good checkpoint in {self.out} is kept")
         meta = {"config": dataclasses.asdict(self.cfg), "step": self.step, "epoch": self.epoch,
                 "backend": self.be.name, "rng_state": self.be.rng_state(),
-                "g_opt": {k: v for k, v in g.g_opt.state().items() if k != "arrays"},
-                "d_opt": {k: v for k, v in g.d_opt.state().items() if k != "arrays"},
                 "tinygan_version": __version__}
-        save_checkpoint(self.checkpoint_path, self.state_arrays(), meta)
+        self.run_dir.save_checkpoint(self.state_arrays(), meta)
         self._saved_step = self.step
 
     @classmethod
@@ -239,17 +359,10 @@ class Trainer:
         g, be = self.gan, self.be
         expected = {k: tuple(v.shape) for k, v in self.state_arrays().items()}
         check_compatible(arrays, expected)
-        g.G.load_state({k[2:]: v for k, v in arrays.items() if k.startswith("G/")})
-        g.D.load_state({k[2:]: v for k, v in arrays.items() if k.startswith("D/")})
-        for net, opt, key in (("G", g.g_opt, "g_opt"), ("D", g.d_opt, "d_opt")):
-            state = dict(meta[key])
-            state["arrays"] = {k.split("/", 1)[1]: v for k, v in arrays.items()
-                               if k.startswith(f"opt_{net}/")}
-            opt.load_state(state, be.asarray)
+        load_gan_arrays(g, arrays)
         self.fixed_noise = be.asarray(arrays["fixed_noise"])
-        self.step, self.epoch = int(meta["step"]), int(meta["epoch"])
+        g.step_count, self.epoch = int(meta["step"]), int(meta["epoch"])
         self._saved_step = self.step                     # that checkpoint is on disk already
-        g.step_count = self.step
         if be.name == "numpy" and meta.get("rng_state") and meta.get("backend") == "numpy":
             be.set_rng_state(meta["rng_state"])
         else:                       # CuPy's generator has no state to restore: reseed from the step
@@ -273,11 +386,15 @@ class Trainer:
         # every save, so NumPy's per-operation floating-point warnings would only add noise
         with _DeferredInterrupt() as interrupt, np.errstate(all="ignore"):
             self._interrupt = interrupt
-            while self.epoch < self.cfg.epochs and not self._done():
-                row = self._run_epoch()
-                if row is None:                       # stopped mid-epoch (max_steps or Ctrl-C)
-                    break
-                rows.append(row)
+            try:
+                while self.epoch < self.cfg.epochs and not self._done():
+                    row = self._run_epoch()
+                    if row is None:                   # stopped mid-epoch (max_steps or Ctrl-C)
+                        break
+                    rows.append(row)
+            finally:
+                self._interrupt = None
+                self.reporter.close()
         self.interrupted = interrupt.requested
         if self._saved_step != self.step:          # stopped mid-epoch: each epoch saves itself
             self.save()
@@ -289,7 +406,7 @@ class Trainer:
         return rows
 
     def _done(self):
-        if getattr(self, "_interrupt", None) is not None and self._interrupt.requested:
+        if self._interrupt is not None and self._interrupt.requested:
             return True
         return bool(self.cfg.max_steps) and self.step >= self.cfg.max_steps
 
@@ -299,17 +416,15 @@ class Trainer:
         gan.set_epoch(epoch)
         order = be.asarray(self._batch_order(epoch), dtype="int64")
         first = self.step - self.epoch * self.steps_per_epoch   # > 0 when resuming mid-epoch
-        bar = _progress(self.steps_per_epoch, f"epoch {epoch}/{cfg.epochs}", first) if self.progress else None
+        self.reporter.start_epoch(epoch, cfg.epochs, self.steps_per_epoch, first)
         sums = None
         count, window_start, window_steps = 0, time.perf_counter(), 0
         t0 = time.perf_counter()
         for i in range(first, self.steps_per_epoch):
             if self._done():
-                if bar is not None:
-                    bar.close()
+                self.reporter.close()
                 return None
             stats = gan.train_step(self.data[order[i * self.m:(i + 1) * self.m]])
-            self.step += 1
             sums = dict(stats) if sums is None else {k: sums[k] + v for k, v in stats.items()}
             count += 1
             window_steps += 1
@@ -317,31 +432,22 @@ class Trainer:
                 host = self._means(sums, count)                         # one sync per interval
                 self._check_finite(host)
                 now = time.perf_counter()
-                rate = window_steps * self.m / max(now - window_start, 1e-9)
-                if bar is not None:
-                    bar.set_postfix(d_loss=f"{host['d_loss']:.3f}", g_loss=f"{host['g_loss']:.3f}",
-                                    Dx=f"{host['d_real']:.2f}", DGz=f"{host['d_fake']:.2f}",
-                                    samples_s=f"{rate:.0f}", refresh=False)
-                    bar.update(window_steps)
+                self.reporter.interval(host, window_steps,
+                                       window_steps * self.m / max(now - window_start, 1e-9))
                 window_start, window_steps = now, 0
-        if bar is not None:
-            bar.close()
+        self.reporter.close()
         self.epoch = epoch
         seconds = time.perf_counter() - t0
         row = {"epoch": epoch, "step": self.step, **host,          # the last interval: the epoch's means
-               "lr": gan.d_opt.lr, "momentum": gan.d_opt.momentum, "seconds": seconds,
+               "lr": gan.d_opt.current_lr, "momentum": gan.d_opt.momentum, "seconds": seconds,
                "samples_per_s": count * self.m / max(seconds, 1e-9)}
         row.update(self._sample_quality(epoch))
-        append_history(self.out / "metrics.csv", row)
-        self._epoch_pictures(epoch)
+        self.run_dir.log(row)
+        samples = self.be.to_numpy(self.gan.sample(len(self.fixed_noise), z=self.fixed_noise))
+        self.run_dir.epoch_pictures(epoch, samples, f"{cfg.dataset} ({cfg.objective}, {cfg.schedule})",
+                                    shape=IMAGE_SHAPES[cfg.dataset])
         self.save()
-        quality = ""
-        if self.classifier is not None and not math.isnan(row["inception_score"]):
-            quality = (f"  classes {row['classes_covered']:.0f}/10  IS {row['inception_score']:.2f}"
-                       f"  FD {row['frechet_distance']:.1f}")
-        print(f"epoch {epoch}: d_loss {row['d_loss']:.4f}  g_loss {row['g_loss']:.4f}  "
-              f"D(x) {row['d_real']:.3f}  D(G(z)) {row['d_fake']:.3f}  "
-              f"{row['seconds']:.1f} s  {row['samples_per_s']:.0f} samples/s{quality}", flush=True)
+        self.reporter.epoch_line(row)
         return row
 
     def _means(self, sums, count):
@@ -370,21 +476,13 @@ class Trainer:
                                    + ", ".join(f"{k}={v}" for k, v in bad.items())
                                    + f"; the last good checkpoint in {self.out} is kept")
 
-    def _epoch_pictures(self, epoch):
-        samples = self.be.to_numpy(self.gan.sample(len(self.fixed_noise), z=self.fixed_noise))
-        shape = IMAGE_SHAPES[self.cfg.dataset]
-        save_sample_grid(samples, self.out / "samples" / f"epoch_{epoch:04d}.png", shape=shape,
-                         title=f"epoch {epoch}" + (" (each image min-max scaled)" if len(shape) == 3 else ""))
-        save_loss_curves(read_history(self.out / "metrics.csv"), self.out / "curves.png",
-                         title=f"{self.cfg.dataset} ({self.cfg.objective}, {self.cfg.schedule})")
-
     def finish(self, n=36):
         """The paper's Figure 2: samples beside their nearest training images."""
         samples = self.gan.sample(n, z=self.fixed_noise[:n])
         idx, _ = nearest_neighbours(samples, self.data, backend=self.be)
-        save_nearest_neighbour_grid(self.be.to_numpy(samples), self.images[self.be.to_numpy(idx)],
-                                    self.out / "nearest_neighbours.png", ncol=6,
-                                    shape=IMAGE_SHAPES[self.cfg.dataset])
+        self.run_dir.nearest_neighbours(self.be.to_numpy(samples),
+                                        self.images[self.be.to_numpy(idx)],
+                                        shape=IMAGE_SHAPES[self.cfg.dataset])
 
 
 class _DeferredInterrupt:
