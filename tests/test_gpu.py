@@ -12,7 +12,7 @@ from tinygan.gan import GAN
 from tinygan.layers import Dropout, LeakyReLU, Linear, Maxout, ReLU, Sigmoid, Tanh
 from tinygan.losses import discriminator_loss, generator_loss
 from tinygan.network import paper_discriminator, paper_generator
-from tinygan.optim import SGD, MomentumRamp
+from tinygan.optim import SGD, ExponentialDecay, MomentumRamp
 
 pytestmark = pytest.mark.gpu
 
@@ -81,8 +81,9 @@ def build(be, host_params):
     G.param_vector[...] = be.asarray(host_params[0])
     D.param_vector[...] = be.asarray(host_params[1])
     ramp = MomentumRamp(0.5, 0.7, 1, 250)
-    return GAN(G, D, SGD(G.param_vector, G.grad_vector, 0.1, ramp, 1.000004, 1e-6),
-               SGD(D.param_vector, D.grad_vector, 0.1, ramp, 1.000004, 1e-6))
+    decay = ExponentialDecay(1.000004, 1e-6)
+    return GAN(G, D, SGD(G.param_vector, G.grad_vector, lr=0.1, momentum=ramp, decay=decay),
+               SGD(D.param_vector, D.grad_vector, lr=0.1, momentum=ramp, decay=decay))
 
 
 @pytest.mark.parametrize("objective", ["nonsaturating", "minimax"])
