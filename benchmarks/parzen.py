@@ -15,7 +15,6 @@ array, then logsumexp) on a small subset and extrapolates it to N x N.
     python benchmarks/parzen.py --backend cupy --repeats 10
 """
 
-import argparse
 import os
 import statistics
 import sys
@@ -24,6 +23,8 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from tinygan.backend import get_backend  # noqa: E402
+from tinygan.errors import TinyGANError  # noqa: E402
+from tinygan.tools.cli import Parser, positive_float, positive_int, report_error  # noqa: E402
 from tinygan.tools.evaluate import DEFAULT_BATCH_SIZE, parzen_log_likelihood  # noqa: E402
 
 
@@ -55,19 +56,27 @@ def timed(be, fn):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--n", type=int, default=10_000, help="test points and samples (default 10000)")
-    p.add_argument("--dim", type=int, default=784)
-    p.add_argument("--repeats", type=int, default=5, help="interleaved rounds; medians reported")
-    p.add_argument("--backend", default="numpy", choices=["numpy", "cupy", "auto"])
-    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
-    p.add_argument("--sigma", type=float, default=0.2)
-    p.add_argument("--naive-n", type=int, default=200)
-    p.add_argument("--naive-m", type=int, default=2000)
+    p = Parser(prog="parzen.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--n", type=positive_int, default=10_000, help="test points and samples")
+    p.add_argument("--dim", type=positive_int, default=784, help="dimensions of each point")
+    p.add_argument("--repeats", type=positive_int, default=5,
+                   help="interleaved rounds; medians reported")
+    p.add_argument("--backend", default="numpy", choices=["numpy", "cupy", "auto"],
+                   help="array library")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"],
+                   help="floating-point type")
+    p.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE,
+                   help="test points per matrix product")
+    p.add_argument("--sigma", type=positive_float, default=0.2, help="Parzen window width")
+    p.add_argument("--naive-n", type=positive_int, default=200,
+                   help="test points of the naive version (extrapolated to --n)")
+    p.add_argument("--naive-m", type=positive_int, default=2000,
+                   help="samples of the naive version (extrapolated to --n)")
     a = p.parse_args(argv)
-
-    be = get_backend(a.backend, dtype=a.dtype, seed=0)
+    try:
+        be = get_backend(a.backend, dtype=a.dtype, seed=0)
+    except TinyGANError as exc:
+        return report_error("parzen.py", exc)
     xp = be.xp
     n, d = a.n, a.dim
     bs = min(a.batch_size, n)
@@ -110,4 +119,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

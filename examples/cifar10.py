@@ -10,7 +10,8 @@ linear 3072 (unbounded output); D dropout 0.8 -> maxout 1600x5 -> dropout 0.5 ->
 1600x5 -> dropout 0.5 -> linear 1 (logits); batch 100, SGD lr 0.025 decayed by 1.000004 per
 step (floor 1e-6), momentum 0.5 -> 0.7 over epochs 1-250, simultaneous update, non-saturating
 G loss. Data: --data-dir, $TINYGAN_DATA or ~/.cache/tinygan/cifar10, holding the .bin files or
-cifar-10-binary.tar.gz; else the archive is downloaded (md5 checked) and extracted there.
+cifar-10-binary.tar.gz; else the archive is downloaded (md5 checked) and extracted there
+(with --data-dir: only when --download is given). `tinygan train --dataset cifar10` is the same.
 
 Pictures show each colour image min-max scaled on its own (lowest value black, highest white).
 The options and outputs are examples/mnist.py's (this script is that one with other defaults).
@@ -22,15 +23,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))   # the shared examples/mnist.py
 
 import mnist  # noqa: E402
-from tinygan.tools.train import PAPER_DEFAULTS  # noqa: E402
+from tinygan.tools import commands  # noqa: E402
 
-CIFAR10 = {**mnist.MNIST, "prog": "cifar10.py", "description": __doc__.split("\n\n")[0],
-           "datasets": ("cifar10",), **PAPER_DEFAULTS["cifar10"],
-           "data_help": "directory holding the CIFAR-10 .bin files (or its cifar-10-batches-bin/, "
-                        "or cifar-10-binary.tar.gz); else $TINYGAN_DATA, the cache "
-                        "~/.cache/tinygan/cifar10, then download",
-           "split_help": "split to train on: train = the paper's images 0-39,999 of the five data "
-                         "batches; test = the 10,000 images of test_batch.bin"}
+CIFAR10 = {**commands.SPECS["cifar10"], "description": __doc__.split("\n\n")[0]}
 
 
 def main(argv=None):

@@ -3,124 +3,16 @@
     python examples/evaluate.py runs/mnist              # the run directory (or its checkpoint)
     python examples/evaluate.py runs/mnist --interpolation runs/mnist/interpolation.png
 
-Protocol (the paper's parzen_ll.py): draw 10,000 samples from G; choose the kernel width sigma
-from logspace(-1, 0, 10) on a validation set; report the mean log-likelihood of the test set
-under the Parzen window, +- its standard error. Which data, from the run's own configuration:
-  trained on a data set's training split (images 0-49,999): validation = the first 1,000 of
-      images 50,000-59,999, test = the 10,000 test images (the paper's MNIST protocol);
-  trained on MNIST's test split with --limit 8000 (offline): sigma on test images
-      8,000-8,999, score images 9,000-9,999 (say so when you report it).
-  CIFAR-10 (examples/cifar10.py): the same, with validation = the first 1,000 of training
-      images 40,000-49,999, in the globally contrast-normalised space the model was trained
-      in. The paper reports no Parzen number for CIFAR-10: there is nothing to compare with.
-Prints `log-likelihood: MEAN +- SE (sigma=S)`.
+A thin script over tinygan/tools/evaluate_cli.py (`tinygan evaluate` is the same command):
+the protocol, the options and the outputs are described there and in --help.
 """
 
-import json
 import sys
 from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a checkout, uninstalled
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tinygan.tools.cli import Parser, report_error  # noqa: E402
-from tinygan.backend import BACKENDS, get_backend  # noqa: E402
-from tinygan.tools.files import atomic_write  # noqa: E402
-from tinygan.tools.train import load_run, sample_images  # noqa: E402
-from tinygan.tools.data import load_mnist  # noqa: E402
-from tinygan.errors import ConfigError, TinyGANError  # noqa: E402
-from tinygan.tools.evaluate import parzen_evaluate  # noqa: E402
-
-
-def protocol(cfg, data_dir):
-    """(validation, test, description) for the run's data, as the module docstring says."""
-    dataset = cfg.dataset
-    if dataset == "cifar10":
-        from tinygan.tools.cifar import load_cifar10
-
-        def load(split):
-            return load_cifar10(split, data_dir=data_dir)
-        first = "40,000-40,999"
-    else:
-        def load(split):
-            return load_mnist(dataset, split, data_dir=data_dir)
-        first = "50,000-50,999"
-    if cfg.split == "test":
-        limit = cfg.limit or 10000
-        if limit > 8000:
-            raise ConfigError(f"this run trained on {limit} test images; the test-split protocol "
-                              "needs it to use at most the first 8,000 (--limit 8000)")
-        x, _ = load("test")
-        return x[8000:9000], x[9000:], f"{dataset} test split: sigma on images 8,000-8,999, scored on 9,000-9,999"
-    validation, _ = load("validation")
-    test, _ = load("test")
-    return validation[:1000], test, f"{dataset}: sigma on validation images {first}, scored on the 10,000 test images"
-
-
-def interpolation(gan, path, rows=8, steps=10, shape=(28, 28)):
-    """The paper's Figure 3: linear paths in z between random pairs of noise vectors (drawn from
-    the run's noise prior, GAN.sample_noise)."""
-    from tinygan.tools.plot import save_interpolation_grid
-    be = gan.backend
-    a, b = be.to_numpy(gan.sample_noise(rows)), be.to_numpy(gan.sample_noise(rows))
-    t = np.linspace(0, 1, steps, dtype=np.float32)[None, :, None]
-    z = ((1 - t) * a[:, None, :] + t * b[:, None, :]).reshape(rows * steps, -1)
-    images = be.to_numpy(gan.sample(len(z), z=z))
-    title = "linear interpolation in z" + (" (each image min-max scaled)" if len(shape) == 3 else "")
-    return save_interpolation_grid(images.reshape(rows, steps, -1), path, shape=shape, title=title)
-
-
-def main(argv=None):
-    p = Parser(prog="evaluate.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("run", help="run directory (holding checkpoint.npz) or checkpoint path")
-    p.add_argument("--backend", choices=BACKENDS, default="numpy")
-    p.add_argument("--data-dir", default=None,
-                   help="where the data files are (as for mnist.py / cifar10.py)")
-    p.add_argument("--samples", type=int, default=10000, help="samples drawn from G")
-    p.add_argument("--seed", type=int, default=0, help="seed of the samples")
-    p.add_argument("--interpolation", default=None, metavar="PNG",
-                   help="also write the paper's Figure 3 (interpolation in z) to this PNG")
-    p.add_argument("--classifier", default=None, metavar="CHECKPOINT",
-                   help="also score the samples with a digit classifier (examples/train_classifier.py): "
-                        "classes covered, Inception-style score, Frechet distance against the test points")
-    p.add_argument("--json", default=None, metavar="FILE", help="also write the result as JSON")
-    p.add_argument("--no-progress", action="store_true")
-    args = p.parse_args(argv)
-    if args.samples < 1:
-        p.error(f"argument --samples: expected a positive integer, got {args.samples}")
-    try:
-        be = get_backend(args.backend, seed=args.seed)
-        gan, cfg, meta = load_run(args.run, be)
-        validation, test, what = protocol(cfg, args.data_dir)
-        print(f"checkpoint: epoch {meta.get('epoch')}, step {meta.get('step')}; {what}", flush=True)
-        samples = sample_images(gan, args.samples)
-        result = parzen_evaluate(test, validation, samples, backend=be,
-                                 progress=not args.no_progress)
-        print(f"log-likelihood: {result.mean:.1f} +- {result.stderr:.1f} (sigma={result.sigma:.4g})")
-        if cfg.dataset == "cifar10":
-            print("(the paper reports no Parzen-window number for CIFAR-10: nothing to compare with)")
-        report = {**result.as_dict(), "protocol": what, "epoch": meta.get("epoch"),
-                  "step": meta.get("step")}
-        if args.classifier:
-            from tinygan.tools.classifier import load_classifier
-            from tinygan.tools.metrics import sample_quality
-            clf, _ = load_classifier(args.classifier, backend=be)
-            q = sample_quality(samples, test, clf)
-            print(f"classes covered: {q['classes_covered']}/10 {q['class_histogram']}; "
-                  f"inception score: {q['inception_score']:.2f}; "
-                  f"frechet distance: {q['frechet_distance']:.1f}")
-            report["sample_quality"] = q
-        if args.json:
-            atomic_write(args.json, lambda f: f.write(json.dumps(report, indent=1).encode()))
-        if args.interpolation:
-            from tinygan.tools.train import IMAGE_SHAPES
-            shape = IMAGE_SHAPES.get(cfg.dataset, (28, 28))
-            print(f"interpolation: {interpolation(gan, args.interpolation, shape=shape)}")
-    except (TinyGANError, OSError) as exc:
-        return report_error("evaluate.py", exc)
-    return 0
-
+from tinygan.tools.evaluate_cli import interpolation, main, protocol  # noqa: E402,F401
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -350,7 +350,7 @@ def test_example_trains_resumes_and_evaluates(env, capsys):
     argv[argv.index("--epochs") + 1] = "2"
     assert example.main(argv + ["--resume"]) == 0
     printed = capsys.readouterr().out
-    assert "cifar10 test (400 images)" in printed and "epoch 2:" in printed
+    assert "cifar10 test (400 images)" in printed and "epoch 2/2:" in printed
     grid = imread(out / "samples" / "epoch_0002.png")
     assert grid.ndim == 3 and grid[..., :3].std(axis=-1).max() > 0     # colour, not grey
     assert imread(out / "nearest_neighbours.png").ndim == 3

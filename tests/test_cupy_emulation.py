@@ -232,7 +232,7 @@ def test_mnist_evaluate_and_classifier_examples_on_cupy(cupy, tmp_path, capsys):
             "--classifier", str(clf / "checkpoint")]
     assert mnist.main(argv + ["--epochs", "1"]) == 0, capsys.readouterr().err
     assert mnist.main(argv + ["--epochs", "2", "--resume"]) == 0, capsys.readouterr().err
-    assert "epoch 2:" in capsys.readouterr().out
+    assert "epoch 2/2:" in capsys.readouterr().out
     assert evaluate.main([str(run), "--data-dir", str(MNIST_DIR), "--samples", "200",
                           "--no-progress", "--backend", "cupy", "--classifier",
                           str(clf / "checkpoint"), "--interpolation",

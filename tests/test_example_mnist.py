@@ -42,7 +42,7 @@ def test_trains_on_real_mnist_and_resumes(tmp_path, capsys):
     assert example.main(argv[:-3] + ["--epochs", "3", "--out", str(out), "--resume",
                                      "--no-progress"]) == 0
     check_outputs(out, 3)
-    assert "epoch 3:" in capsys.readouterr().out
+    assert "epoch 3/3:" in capsys.readouterr().out
 
 
 @pytest.mark.skipif(not HAVE_FASHION, reason=f"Debian's Fashion-MNIST not found in {FASHION_DIR}")

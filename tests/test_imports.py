@@ -116,12 +116,21 @@ def test_core_imports_only_the_core_and_errors(module):
         assert external <= STDLIB_OK | {"numpy", "sys"}, external
 
 
+def test_main_entry_point_is_a_tool():
+    """``python -m tinygan`` (tinygan/__main__.py) is a guarded entry point: it imports the
+    tools' command and nothing of the core imports it; it counts as a tool, not the core."""
+    graph = internal_graph()
+    assert graph["tinygan.__main__"] == {"tinygan.tools.commands"}
+    assert not any("tinygan.__main__" in deps for deps in graph.values())
+    assert "__main__" not in CORE
+
+
 def test_tools_import_the_core_never_the_reverse():
     graph = internal_graph()
     core = {f"tinygan.{m}" for m in CORE}
     for name in core:
         assert not {d for d in graph[name] if d.startswith("tinygan.tools")}, name
-    tools = [n for n in graph if n.startswith("tinygan.tools.")]
+    tools = [n for n in graph if n.startswith("tinygan.tools.") or n == "tinygan.__main__"]
     assert len(tools) >= 8
     assert any(graph[t] & core for t in tools)
 

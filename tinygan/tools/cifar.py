@@ -26,7 +26,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from ..errors import DataError
-from .data import SPLITS, _where_to_put, cache_dir, download_file, find_file, search_dirs
+from .data import (SPLITS, _where_to_put, cache_dir, download_file, find_file, may_download,
+                   missing_error, search_dirs)
 
 NAME = "cifar10"
 ARCHIVE = "cifar-10-binary.tar.gz"
@@ -204,7 +205,7 @@ def global_contrast_normalize(x, scale=GCN_SCALE, min_divisor=1e-8, chunk=4096):
 
 # --------------------------------------------------------------------------- the loader
 
-def load_cifar10(split="train", data_dir=None, download=True, mirrors=None, progress=True,
+def load_cifar10(split="train", data_dir=None, download=None, mirrors=None, progress=True,
                  gcn=True):
     """Load a split of CIFAR-10 (binary version).
 
@@ -212,19 +213,19 @@ def load_cifar10(split="train", data_dir=None, download=True, mirrors=None, prog
     "train+validation" or "full-train" (all 50,000), "test" (the 10,000 of test_batch.bin).
     Returns ``(images, labels)``: images float32 (N, 3072) channel-major, globally contrast
     normalised with scale 55 (``gcn=True``, the paper's) or pixel / 255 in [0, 1]
-    (``gcn=False``); labels int64 (N,) in 0..9.
+    (``gcn=False``); labels int64 (N,) in 0..9. ``download``: as data.load_mnist's (None:
+    never with a ``data_dir`` or TINYGAN_OFFLINE=1, else when the files are nowhere).
     """
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     directory = find_batches(split, data_dir)
     if directory is None:
         archive = find_file(NAME, ARCHIVE, data_dir)
-        if archive is None and download:
-            archive = download_file(NAME, ARCHIVE, mirrors, progress)
+        if archive is None and not may_download(download, data_dir):
+            raise missing_error(NAME, [f"CIFAR-10 {split} files ({', '.join(_needed(split))}) "
+                                       f"and {ARCHIVE}"], data_dir, download)
         if archive is None:
-            raise DataError(f"CIFAR-10 {split} files ({', '.join(_needed(split))}) and {ARCHIVE} "
-                            f"not found in {', '.join(map(str, search_dirs(NAME, data_dir)))} and "
-                            f"download=False. {_where_to_put(NAME)}")
+            archive = download_file(NAME, ARCHIVE, mirrors, progress)
         directory = extract_archive(archive)
     parts = [read_batch(directory / f) for f in _needed(split)]
     images = np.concatenate([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]

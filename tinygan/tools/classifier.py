@@ -222,10 +222,13 @@ def fit(classifier, images, labels, epochs=15, batch_size=100, lr=1e-3, lr_decay
 
 def load_classifier(path, backend=None):
     """Rebuild a Classifier from a checkpoint written by ``examples/train_classifier.py``
-    (arrays "net/<name>", meta["architecture"] = Classifier.config). Returns
-    (classifier, meta)."""
+    (arrays "net/<name>", meta["architecture"] = Classifier.config): its run directory or any
+    form of its checkpoint path. Returns (classifier, meta)."""
+    from pathlib import Path
     from .checkpoint import load_checkpoint
     from ..errors import CheckpointError
+    if Path(path).is_dir():                     # a run directory: its checkpoint
+        path = Path(path) / "checkpoint"
     arrays, meta = load_checkpoint(path)
     arch = meta.get("architecture")
     if not isinstance(arch, dict):

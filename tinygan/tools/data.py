@@ -6,6 +6,11 @@
 Debian's ``/usr/share/datasets/fashion-mnist`` (Fashion-MNIST only) and the cache
 ``$XDG_CACHE_HOME/tinygan/<name>`` (default ``~/.cache/tinygan/<name>``); missing files are
 downloaded into the cache, checked against their md5 before they are moved into place.
+
+When nothing is downloaded (:func:`may_download`): with a ``data_dir`` (the user said where the
+files are) unless ``download=True`` (``--download``); with ``download=False``
+(``--no-download``); with ``TINYGAN_OFFLINE=1`` in the environment. A missing file is then one
+error naming the directories, the missing files and the offline route.
 """
 
 import gzip
@@ -166,8 +171,40 @@ def find_file(name, filename, data_dir=None):
     return None
 
 
-def _where_to_put(name):
+def offline():
+    """True when ``TINYGAN_OFFLINE`` is set to anything but '' or 0."""
+    return os.environ.get("TINYGAN_OFFLINE", "").strip() not in ("", "0")
+
+
+def may_download(download=None, data_dir=None):
+    """``download`` True / False as given; None (automatic): only without a ``data_dir`` and
+    without TINYGAN_OFFLINE."""
+    if download is not None:
+        return bool(download)
+    return data_dir is None and not offline()
+
+
+def missing_error(name, missing, data_dir=None, download=None):
+    """The one-line DataError for files of data set ``name`` found nowhere, downloads off."""
+    where = ", ".join(map(str, search_dirs(name, data_dir)))
+    if download is False:
+        why = "downloads are off (download=False, --no-download)"
+    elif data_dir is not None:
+        why = (f"with --data-dir nothing is downloaded (download=False) unless --download "
+               f"(into {cache_dir(name)})")
+    else:
+        why = "downloads are off (download=False: TINYGAN_OFFLINE is set)"
+    offline_route = (" Offline, MNIST trains on its test split alone: --split test with "
+                     "t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz in --data-dir."
+                     if name == "mnist" else "")
+    return DataError(f"{', '.join(missing)} not found for {name} in {where}; {why}. "
+                     f"{_where_to_put(name, data_dir)}{offline_route}")
+
+
+def _where_to_put(name, data_dir=None):
     files = ", ".join(FILES if name in MNIST_SETS else CHECKSUMS.get(name, FILES))
+    if data_dir is not None:
+        return f"Put the files ({files}) in {data_dir}, or add --download."
     return (f"Put the files by hand in {cache_dir(name)} ({files}), or in a "
             "directory named by the TINYGAN_DATA environment variable or by --data-dir "
             "(data_dir=).")
@@ -216,6 +253,7 @@ def download_file(name, filename, mirrors=None, progress=True):
     if md5 is None:
         raise DataError(f"no checksum known for {name}/{filename}; refusing to download it")
     dest = cache_dir(name) / filename
+    created = [d for d in (dest.parent, *dest.parent.parents) if not d.exists()]
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -228,34 +266,39 @@ def download_file(name, filename, mirrors=None, progress=True):
             return dest
         except (DataError, OSError, HTTPException, ValueError) as exc:
             failures.append(f"  {url}: {exc}")
+    for d in created:                  # leave no empty cache directory behind
+        try:
+            d.rmdir()
+        except OSError:
+            break
     raise DataError(f"could not download {filename} for {name}; every mirror failed:\n"
                     + "\n".join(failures or ["  (no mirrors given)"]) + "\n" + _where_to_put(name))
 
 
-def load_mnist(name="mnist", split="train", data_dir=None, download=True, mirrors=None,
+def load_mnist(name="mnist", split="train", data_dir=None, download=None, mirrors=None,
                progress=True):
     """Load a split of MNIST or Fashion-MNIST.
 
     ``split``: "train" (training images 0-49,999), "validation" (50,000-59,999),
     "train+validation" or "full-train" (all 60,000), "test" (the 10,000 t10k images).
     Returns ``(images, labels)``: images float32 of shape (N, 784) in [0, 1] (pixel / 255),
-    labels int64 of shape (N,) in 0..9.
+    labels int64 of shape (N,) in 0..9. ``download``: True, False, or None (automatic:
+    :func:`may_download`, never with a ``data_dir`` or TINYGAN_OFFLINE=1).
     """
     if name not in MNIST_SETS:
         raise DataError(f"unknown data set {name!r}; choose one of {', '.join(MNIST_SETS)}")
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     prefix = "t10k" if split == "test" else "train"
+    filenames = [f"{prefix}-{kind}-ubyte.gz" for kind in ("images-idx3", "labels-idx1")]
+    paths = [find_file(name, f, data_dir) for f in filenames]
+    missing = [f for f, path in zip(filenames, paths) if path is None]
+    if missing and not may_download(download, data_dir):
+        raise missing_error(name, missing, data_dir, download)
     arrays = []
-    for kind in ("images-idx3", "labels-idx1"):
-        filename = f"{prefix}-{kind}-ubyte.gz"
-        path = find_file(name, filename, data_dir)
-        if path is None and download:
-            path = download_file(name, filename, mirrors, progress)
+    for filename, path in zip(filenames, paths):
         if path is None:
-            raise DataError(f"{filename} not found for {name} in "
-                            f"{', '.join(map(str, search_dirs(name, data_dir)))} and "
-                            f"download=False. {_where_to_put(name)}")
+            path = download_file(name, filename, mirrors, progress)
         arrays.append((path, read_idx(path)))
     (ipath, images), (lpath, labels) = arrays
     if images.ndim != 3 or images.shape[1:] != (28, 28):

@@ -145,7 +145,9 @@ def _progress(enabled, total, desc):
         from tqdm import tqdm
     except ImportError:
         return _NoBar()
-    return tqdm(total=total, desc=desc, unit="batch", leave=False)
+    import sys
+    tty = sys.stderr.isatty()       # in a log file: an update every 30 s, not a line per batch
+    return tqdm(total=total, desc=desc, unit="batch", leave=False, mininterval=0.5 if tty else 30)
 
 
 def _sq_norms(xp, a, tmp):

@@ -230,9 +230,9 @@ def run_checks(names=None, dtype="float64", seed=0, h=1e-6, tol=DEFAULT_TOL, ful
     return sections
 
 
-def _parser():
+def _parser(prog="python -m tinygan.gradcheck"):
     p = argparse.ArgumentParser(
-        prog="python -m tinygan.gradcheck",
+        prog=prog,
         description="Check every hand-written gradient in tinygan against central differences: "
                     "each layer class in tinygan.layers.LAYER_CLASSES, the discriminator loss, "
                     "the generator loss (both objectives), G, D, and G's gradient through D. "
@@ -262,9 +262,9 @@ def _resolve(name, choices):
     return key if key in choices else None
 
 
-def main(argv=None):
+def main(argv=None, prog="python -m tinygan.gradcheck"):
     """The command line; returns the exit status (0 all pass, 1 a row failed, 2 bad usage)."""
-    args = _parser().parse_args(argv)
+    args = _parser(prog).parse_args(argv)
     items = check_items()
     names = None
     if args.layer is not None:

@@ -162,7 +162,7 @@ def checkpoint_path(path):
         path = path / "checkpoint"
     if not checkpoint_exists(path):
         raise CheckpointError(f"no run directory or checkpoint at {path}: give the --out "
-                              "directory of examples/mnist.py (or its checkpoint)")
+                              "directory of the training run (or its checkpoint)")
     return path
 
 
@@ -227,23 +227,36 @@ class RunDirectory:
                          title=f"epoch {epoch}{colour}")
         save_loss_curves(read_history(self.metrics), self.out / "curves.png", title=title)
 
-    def nearest_neighbours(self, samples, neighbours, shape=(28, 28)):
+    def nearest_neighbours(self, samples, neighbours, shape=(28, 28), note=""):
+        """Figure 2, labelled: in each pair the left image is G's sample, the right one (in a
+        coloured frame) its nearest training image."""
+        title = ("left: G's sample, right (framed): its nearest training image"
+                 + (f"; {note}" if note else ""))
         save_nearest_neighbour_grid(samples, neighbours, self.out / "nearest_neighbours.png",
-                                    ncol=6, shape=shape)
+                                    ncol=6, shape=shape, title=title)
 
 
 class ProgressReporter:
-    """What a person watching the run sees: a progress bar per epoch (tqdm) with the losses and
-    the speed at each logging interval, and one line per epoch. ``enabled=False``: the epoch
-    lines only."""
+    """What a person watching the run sees. On a terminal: a progress bar per epoch (tqdm) with
+    the losses and the speed at each logging interval. Elsewhere (a log file, a pipe, a batch
+    job): a plain line at most every ``every_s`` seconds instead of tqdm's carriage returns.
+    Always one line per epoch, ``epoch 3/100: ...`` with the time left. ``enabled=False``: the
+    epoch lines only."""
 
-    def __init__(self, enabled=True):
+    def __init__(self, enabled=True, tty=None, every_s=30.0):
+        import sys
         self.enabled = enabled
+        self.tty = sys.stderr.isatty() if tty is None else tty
+        self.every_s = every_s
         self.bar = None
+        self._epoch = self._epochs = self._total = self._done = 0
+        self._last_line = 0.0
 
     def start_epoch(self, epoch, epochs, total, done=0):
         self.close()
-        if self.enabled:
+        self._epoch, self._epochs, self._total, self._done = epoch, epochs, total, done
+        self._last_line = time.perf_counter()
+        if self.enabled and self.tty:
             try:
                 from tqdm import tqdm
             except ImportError:  # pragma: no cover - tqdm is a dependency
@@ -253,25 +266,61 @@ class ProgressReporter:
 
     def interval(self, host, steps, samples_per_s):
         """host: the interval's mean stats (floats); ``steps`` steps were taken in it."""
+        self._done += steps
         if self.bar is not None:
             self.bar.set_postfix(d_loss=f"{host['d_loss']:.3f}", g_loss=f"{host['g_loss']:.3f}",
                                  Dx=f"{host['d_real']:.2f}", DGz=f"{host['d_fake']:.2f}",
                                  samples_s=f"{samples_per_s:.0f}", refresh=False)
             self.bar.update(steps)
+        elif self.enabled and not self.tty and self._done < self._total:
+            now = time.perf_counter()
+            if now - self._last_line >= self.every_s:
+                self._last_line = now
+                print(f"  epoch {self._epoch}/{self._epochs} step {self._done}/{self._total} "
+                      f"({100 * self._done / max(self._total, 1):.0f}%): d_loss "
+                      f"{host['d_loss']:.4f}  g_loss {host['g_loss']:.4f}  "
+                      f"{samples_per_s:.0f} samples/s", flush=True)
 
     def close(self):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
 
-    def epoch_line(self, row):
+    def epoch_line(self, row, epochs=None, eta_s=None):
         quality = ""
         if not math.isnan(row.get("inception_score", math.nan)):
             quality = (f"  classes {row['classes_covered']:.0f}/10  IS {row['inception_score']:.2f}"
                        f"  FD {row['frechet_distance']:.1f}")
-        print(f"epoch {row['epoch']}: d_loss {row['d_loss']:.4f}  g_loss {row['g_loss']:.4f}  "
+        total = f"/{epochs}" if epochs else ""
+        eta = f"  ETA {format_duration(eta_s)}" if eta_s is not None else ""
+        print(f"epoch {row['epoch']}{total}: d_loss {row['d_loss']:.4f}  g_loss {row['g_loss']:.4f}  "
               f"D(x) {row['d_real']:.3f}  D(G(z)) {row['d_fake']:.3f}  "
-              f"{row['seconds']:.1f} s  {row['samples_per_s']:.0f} samples/s{quality}", flush=True)
+              f"{row['seconds']:.1f} s  {row['samples_per_s']:.0f} samples/s{eta}{quality}",
+              flush=True)
+
+
+def format_duration(seconds):
+    """3725 -> '1h02m', 125 -> '2m05s', 7 -> '7s'."""
+    seconds = int(round(max(seconds, 0)))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+def largest_gemm(cfg):
+    """Multiply-adds of the largest matrix product of one training step of ``cfg``'s model."""
+    cifar = cfg.dataset == "cifar10"
+    hidden = cfg.hidden or (8000 if cifar else 1200)
+    units = cfg.units or (1600 if cifar else 240)
+    pixels = 3072 if cifar else 784
+    return 2 * cfg.batch_size * max(hidden * hidden, hidden * pixels, pixels * units * 5,
+                                    units * units * 5)
+
+
+def small_model_threads(cfg, backend):
+    """A context: one BLAS thread for a small model on NumPy (tools/threads.py), else nothing."""
+    from .threads import blas_threads, threads_for
+    return blas_threads(threads_for(largest_gemm(cfg)) if backend.name == "numpy" else None)
 
 
 class Trainer:
@@ -398,11 +447,10 @@ class Trainer:
         self.interrupted = interrupt.requested
         if self._saved_step != self.step:          # stopped mid-epoch: each epoch saves itself
             self.save()
+        self.finish()                    # Figure 2 of the run so far, interrupted or not
         if self.interrupted:
             print(f"\ninterrupted at step {self.step}: checkpoint saved to "
                   f"{self.checkpoint_path}.npz; continue with --resume", flush=True)
-        else:
-            self.finish()
         return rows
 
     def _done(self):
@@ -447,8 +495,15 @@ class Trainer:
         self.run_dir.epoch_pictures(epoch, samples, f"{cfg.dataset} ({cfg.objective}, {cfg.schedule})",
                                     shape=IMAGE_SHAPES[cfg.dataset])
         self.save()
-        self.reporter.epoch_line(row)
+        self.reporter.epoch_line(row, cfg.epochs, self._eta(seconds, count))
         return row
+
+    def _eta(self, seconds, count):
+        """Seconds left, from this epoch's speed: to cfg.epochs, or to cfg.max_steps if sooner."""
+        left = (self.cfg.epochs - self.epoch) * self.steps_per_epoch
+        if self.cfg.max_steps:
+            left = min(left, max(self.cfg.max_steps - self.step, 0))
+        return left * seconds / max(count, 1)
 
     def _means(self, sums, count):
         """{name: running sum / count} on the host, read in one transfer (one synchronisation)."""
@@ -480,9 +535,10 @@ class Trainer:
         """The paper's Figure 2: samples beside their nearest training images."""
         samples = self.gan.sample(n, z=self.fixed_noise[:n])
         idx, _ = nearest_neighbours(samples, self.data, backend=self.be)
+        note = f"epoch {self.epoch}, step {self.step}" + (" (interrupted)" if self.interrupted else "")
         self.run_dir.nearest_neighbours(self.be.to_numpy(samples),
                                         self.images[self.be.to_numpy(idx)],
-                                        shape=IMAGE_SHAPES[self.cfg.dataset])
+                                        shape=IMAGE_SHAPES[self.cfg.dataset], note=note)
 
 
 class _DeferredInterrupt:
@@ -509,16 +565,18 @@ class _DeferredInterrupt:
         return False
 
 
-def load_training_images(dataset, split="train", data_dir=None, limit=0, progress=True):
+def load_training_images(dataset, split="train", data_dir=None, limit=0, progress=True,
+                         download=None):
     """Host float32 (N, D) images of ``dataset``'s ``split`` (the first ``limit`` when > 0):
     MNIST / Fashion-MNIST in [0, 1] (data.load_mnist), CIFAR-10 globally contrast-normalised
-    with scale 55 (cifar.load_cifar10)."""
+    with scale 55 (cifar.load_cifar10). ``download``: as data.load_mnist's."""
     if dataset == "cifar10":
         from .cifar import load_cifar10
-        images, _ = load_cifar10(split, data_dir=data_dir, progress=progress)
+        images, _ = load_cifar10(split, data_dir=data_dir, progress=progress, download=download)
     else:
         from .data import load_mnist
-        images, _ = load_mnist(dataset, split, data_dir=data_dir, progress=progress)
+        images, _ = load_mnist(dataset, split, data_dir=data_dir, progress=progress,
+                                download=download)
     if limit:
         if limit > len(images):
             raise ConfigError(f"--limit {limit} is larger than the {len(images)} images of "
