@@ -132,7 +132,7 @@ def markdown_table(mixture, results, args):
              f"| objective | schedule | k | modes covered (of {k_modes}) | per seed "
              "| high-quality samples | KL(modes ‖ uniform) | seconds per run |",
              "|---|---|---|---|---|---|---|---|"]
-    for setting in SETTINGS:
+    for setting in [s for s in SETTINGS if results.get(s)]:      # the runs finished so far
         runs = results[setting]
         last = [run["history"][-1][1] for run in runs]
         covered = [m["modes_covered"] for m in last]
@@ -197,6 +197,16 @@ def save_picture(mixture, results, args, path):
 DEFAULTS = {"ring": {"steps": 4000, "lr": 1e-3}, "grid": {"steps": 8000, "lr": 3e-3}}
 
 
+def write_table(name, mixture, results, args):
+    """The table of the runs finished so far, written to --table-dir (after every run, so an
+    interrupted lab keeps its results). Returns (path, table)."""
+    done = {k: v for k, v in results.items() if v}
+    table = markdown_table(mixture, done, args)
+    path = Path(args.table_dir) / f"modes_2d_{name}.md"
+    atomic_write(path, lambda f: f.write(table.encode()))
+    return path, table
+
+
 def run_mixture(name, args):
     mixture = MIXTURES[name]()
     args = argparse.Namespace(**vars(args))
@@ -212,16 +222,15 @@ def run_mixture(name, args):
             history = run_one(mixture, *setting, seed, args)
             secs = time.perf_counter() - t
             results[setting].append({"seed": seed, "history": history, "seconds": secs})
+            write_table(name, mixture, results, args)        # what has finished, kept now
             if not args.quiet:
                 m = history[-1][1]
                 print(f"{name} {setting[0]:>13} {setting[1]:>12} k={setting[2]} seed {seed}: "
                       f"{m['modes_covered']}/{m['n_modes']} modes, "
                       f"{100 * m['high_quality_fraction']:.1f}% HQ, KL {m['kl_uniform']:.3f} "
                       f"({secs:.1f} s)", file=sys.stderr, flush=True)
-    table = markdown_table(mixture, results, args)
+    table_path, table = write_table(name, mixture, results, args)
     print(table)
-    table_path = Path(args.table_dir) / f"modes_2d_{name}.md"
-    atomic_write(table_path, lambda f: f.write(table.encode()))
     image = save_picture(mixture, results, args, Path(args.image_dir) / f"modes_2d_{name}.png")
     print(f"wrote {table_path} and {image} ({time.perf_counter() - start:.0f} s)\n",
           file=sys.stderr)
@@ -230,9 +239,13 @@ def run_mixture(name, args):
 
 def main(argv=None):
     args = parse_args(argv)
+    from tinygan.tools.threads import blas_threads, mlp_gemm, threads_for
+    gemm = mlp_gemm([args.noise_dim, args.hidden, args.hidden, 2], 5 * args.batch_size)
     try:
-        for name in (("ring", "grid") if args.mixture == "both" else (args.mixture,)):
-            run_mixture(name, args)
+        # small MLPs: one BLAS thread (tools/threads.py); numbers then do not hang on the count
+        with blas_threads(threads_for(gemm) if args.backend == "numpy" else None):
+            for name in (("ring", "grid") if args.mixture == "both" else (args.mixture,)):
+                run_mixture(name, args)
     except TinyGANError as exc:
         return report_error("modes_2d.py", exc)
     return 0

@@ -320,7 +320,9 @@ def main(argv=None):
     args = parse_args(argv)
     t0 = time.perf_counter()
     try:
-        panels, grid = run(args)
+        from tinygan.tools.threads import blas_threads
+        with blas_threads(1):               # tiny MLPs: one BLAS thread (tools/threads.py)
+            panels, grid = run(args)
         path = draw(panels, grid, args.out)
     except (TinyGANError, OSError) as exc:
         return report_error("toy_1d.py", exc)

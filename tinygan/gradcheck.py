@@ -28,7 +28,11 @@ from .backend import array_module
 from .errors import ConfigError
 from .losses import discriminator_loss, generator_loss
 
-Row = namedtuple("Row", "name shape analytic_norm numerical_norm rel_error method passed")
+Row = namedtuple("Row", "name shape analytic_norm numerical_norm rel_error method passed worst "
+                 "coords", defaults=(None, None))
+# worst: (index, analytic, numerical) where |analytic - numerical| is largest (index: a tuple
+# into theta, or the direction's number); coords: [(index, analytic, numerical)] of every
+# coordinate checked (coordinate checks only)
 
 DEFAULT_TOL = 1e-6
 
@@ -75,8 +79,11 @@ def check_array(f, theta, analytic, h=1e-6, max_coords=400, n_dirs=6, rng=None,
             numeric[i] = difference(up, down) / (2 * h)
         a_flat = analytic.reshape(-1)
         err = _norm(xp, a_flat - numeric) / max(_norm(xp, a_flat) + _norm(xp, numeric), 1e-30)
+        index = [tuple(int(j) for j in xp.unravel_index(i, theta.shape)) for i in range(flat.size)]
+        coords = list(zip(index, a_flat.tolist(), numeric.tolist()))
+        worst = max(coords, key=lambda c: abs(c[1] - c[2]))
         return Row(name, tuple(theta.shape), _norm(xp, a_flat), _norm(xp, numeric), err,
-                   "coordinates", err <= tol)
+                   "coordinates", err <= tol, worst, coords)
     if rng is None:
         raise ConfigError("a random generator is needed to check large arrays along directions")
     saved = flat.copy()
@@ -95,7 +102,9 @@ def check_array(f, theta, analytic, h=1e-6, max_coords=400, n_dirs=6, rng=None,
     n_norm = math.sqrt(sum(n * n for n in numeric_dirs))
     diff = math.sqrt(sum((a - n) ** 2 for a, n in zip(analytic_dirs, numeric_dirs)))
     err = diff / max(a_norm + n_norm, 1e-30)
-    return Row(name, tuple(theta.shape), a_norm, n_norm, err, f"{n_dirs} directions", err <= tol)
+    worst = max(enumerate(zip(analytic_dirs, numeric_dirs)), key=lambda c: abs(c[1][0] - c[1][1]))
+    return Row(name, tuple(theta.shape), a_norm, n_norm, err, f"{n_dirs} directions", err <= tol,
+               (worst[0], *worst[1]))
 
 
 def _named_params(module):

@@ -22,23 +22,49 @@ from ..layers import Dropout, LeakyReLU, Linear, Maxout, ReLU, Sigmoid, Tanh
 from ..losses import OBJECTIVES
 from ..network import paper_discriminator, paper_generator
 
+def _where(index):
+    """A worst coordinate's place: '[3, 1]' for an index, 'dir 2' for a direction."""
+    return f"dir {index}" if isinstance(index, int) else "[" + ", ".join(map(str, index)) + "]"
+
+
 def format_table(rows):
     """Rows -> a fixed-width text table: parameter, shape, analytic and numerical norms,
-    relative error, result, and which check (every coordinate, or n random directions)."""
+    relative error, result, which check (every coordinate, or n random directions), and the
+    worst coordinate (or direction): where, its analytic and its numerical derivative."""
     width = max([22] + [len(r.name) for r in rows])
 
     def num(v, spec):
         return "-" if v != v else format(v, spec)     # nan (no check ran) prints as "-"
 
     head = (f"{'parameter':<{width}} {'shape':<14} {'analytic':>11} {'numerical':>11} "
-            f"{'rel. error':>10}  result  check")
+            f"{'rel. error':>10}  result  {'check':<13} worst: where, analytic, numerical")
     lines = [head, "-" * len(head)]
     for r in rows:
+        worst = "-"
+        if getattr(r, "worst", None) is not None:
+            where, a, n = r.worst
+            worst = f"{_where(where)} {a:.4e} {n:.4e}"
         lines.append(f"{r.name:<{width}} {str(r.shape):<14} {num(r.analytic_norm, '.4e'):>11} "
                      f"{num(r.numerical_norm, '.4e'):>11} {num(r.rel_error, '.2e'):>10}  "
-                     f"{'pass' if r.passed else 'FAIL':<6}  {r.method}")
+                     f"{'pass' if r.passed else 'FAIL':<6}  {r.method:<13} {worst}")
     return "\n".join(lines)
 
+
+VERBOSE_MAX = 200          # --verbose lists the coordinates of arrays up to this size
+
+
+def format_coordinates(row, limit=VERBOSE_MAX):
+    """--verbose: every coordinate of a row's coordinate check, one line each (index,
+    analytic, numerical, |difference|), the worst marked; '' for larger or direction checks."""
+    coords = getattr(row, "coords", None)
+    if not coords or len(coords) > limit:
+        return ""
+    lines = [f"  {row.name}: {'index':<10} {'analytic':>12} {'numerical':>12} {'|a - n|':>10}"]
+    for index, a, n in coords:
+        mark = "  <- worst" if (index, a, n) == tuple(row.worst) else ""
+        lines.append(f"  {'':<{len(row.name)}}  {_where(index):<10} {a:>12.4e} {n:>12.4e} "
+                     f"{abs(a - n):>10.2e}{mark}")
+    return "\n".join(lines)
 
 
 Section = namedtuple("Section", "title detail code rows")
@@ -250,6 +276,9 @@ def _parser(prog="python -m tinygan.gradcheck"):
                    help=f"largest relative error that passes (default {DEFAULT_TOL:g})")
     p.add_argument("--h", type=float, default=1e-6,
                    help="finite-difference step for per-coordinate checks (default 1e-6)")
+    p.add_argument("--verbose", action="store_true",
+                   help=f"also list every checked coordinate (analytic, numerical) of each array "
+                        f"of at most {VERBOSE_MAX} elements")
     p.add_argument("--full", action="store_true",
                    help="also check the paper-size G, D and G through D along random "
                         "directions (tens of seconds on two CPU cores)")
@@ -285,6 +314,10 @@ def main(argv=None, prog="python -m tinygan.gradcheck"):
         ok = all(r.passed for r in s.rows)
         print(f"\n== {s.title}: {s.detail}" + (f"\n   code: {s.code}" if s.code else ""))
         print(format_table(s.rows))
+        if args.verbose:
+            listing = [t for t in map(format_coordinates, s.rows) if t]
+            if listing:
+                print("\n".join(listing))
         n = len(s.rows)
         print(f"{'pass' if ok else 'FAIL'}: {s.title} ({n} row{'s' * (n != 1)}, largest "
               f"relative error {max_error(s.rows):.1e})")
