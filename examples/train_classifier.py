@@ -123,7 +123,7 @@ def score_gan(args):
 def main(argv=None):
     args = parse_args(argv)
     from tinygan.tools.threads import blas_threads, mlp_gemm, threads_for
-    limit = threads_for(mlp_gemm([784, args.hidden, args.hidden, 10], 2 * args.hidden))
+    limit = threads_for(mlp_gemm([784, *args.hidden, 10], args.batch_size))
     with blas_threads(limit if args.backend == "numpy" else None):   # small nets: 1 thread
         return _main(args)
 

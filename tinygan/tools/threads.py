@@ -11,7 +11,7 @@ inside ``blas_threads(threads_for(...))``. The paper-size models keep every thre
 import contextlib
 import os
 
-SMALL_GEMM = 8_000_000     # multiply-adds of the largest matrix product: below it, one thread
+SMALL_GEMM = 32_000_000    # multiply-adds of the largest matrix product: below it, one thread
 
 
 def threads_for(largest_gemm):
