@@ -81,7 +81,9 @@ def test_data_dir_without_the_files(tmp_path, capsys, offline):
     (tmp_path / "empty").mkdir()
     code, err = run_main(common(tmp_path, tmp_path / "empty"), capsys)
     assert code == 1 and len(err) == 1
-    assert "could not download t10k-images" in err[0] and "Put the files by hand" in err[0]
+    # with --data-dir nothing is downloaded (issue 14): the line names the directory and files
+    assert "could not download" not in err[0] and str(tmp_path / "empty") in err[0]
+    assert "t10k-images-idx3-ubyte.gz" in err[0] and "--download" in err[0]
     assert not list((tmp_path / "cache").rglob("*.part*"))
 
 
