@@ -298,15 +298,17 @@ def test_mnist_ctrl_c_on_cupy(tmp_path, rules):
 
 
 def test_benchmark_counts_the_launches_of_one_step():
-    """benchmarks/run.py --count-launches: one paper-model step at batch 100 (recorded in
-    benchmarks/README.md), with no host sync and no upload."""
+    """benchmarks/run.py --count-launches: one paper-model step at batch 100 (simultaneous,
+    non-saturating; recorded in benchmarks/README.md) makes at most 70 kernel launches, with no
+    host sync and no upload."""
     sys.path.insert(0, str(REPO / "benchmarks"))
     try:
         bench = load(REPO / "benchmarks" / "run.py")
     finally:
         sys.path.remove(str(REPO / "benchmarks"))
     c, sites = bench.count_launches(100)
-    assert 100 <= len(c.launches) <= 250 and not c.syncs and not c.h2d
+    # issue 16: the fused kernels (tinygan/kernels.py) took it from 178 to 69
+    assert 30 <= len(c.launches) <= 70 and not c.syncs and not c.h2d
     assert sum(sites.values()) == len(c.launches)
     assert all(site.startswith(os.path.join("tinygan", "")) for site in sites), sites
 

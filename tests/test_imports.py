@@ -41,7 +41,7 @@ def test_only_backend_imports_cupy():
 
 # --- the layering rule: the study core imports only itself and errors; tools import the core --
 
-CORE = ["backend", "errors", "layers", "network", "losses", "optim", "gan", "gradcheck"]
+CORE = ["backend", "errors", "kernels", "layers", "network", "losses", "optim", "gan", "gradcheck"]
 STDLIB_OK = {"math", "contextlib", "collections", "functools", "numbers"}
 # no file I/O, argparse, plots or datasets in the core; backend.py alone also takes sys and numpy
 

@@ -88,6 +88,8 @@ class Backend:
     # --- random numbers (always in the backend's dtype) ------------------------------
     def uniform(self, low, high, size):
         """Uniform on [low, high), drawn from ``self.rng``."""
+        if self.name == "cupy":                     # one kernel
+            return self.rng.uniform(low, high, size, dtype=self.dtype)
         u = self.rng.random(size, dtype=self.dtype)
         u *= high - low
         u += low
@@ -182,6 +184,25 @@ def array_module(a):
     if type(a).__module__.startswith("cupy"):
         return _import_cupy()
     return numpy
+
+
+_KERNELS = {}
+
+
+def elementwise_kernel(xp, kernel):
+    """The callable that runs ``kernel`` (a tinygan.kernels.Kernel) on library ``xp``.
+
+    On CuPy: a ``cupy.ElementwiseKernel`` built from the kernel's parameters and CUDA body
+    (compiled on first use, then cached): one launch per call. On NumPy: the kernel's NumPy
+    twin. Either way it is called with the inputs, then the preallocated outputs.
+    """
+    if xp is numpy:
+        return kernel.numpy_twin
+    key = (id(xp), kernel.name)
+    if key not in _KERNELS:
+        _KERNELS[key] = xp.ElementwiseKernel(kernel.in_params, kernel.out_params, kernel.cuda,
+                                             name=kernel.name)
+    return _KERNELS[key]
 
 
 _DEFAULT = {}

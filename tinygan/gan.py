@@ -22,8 +22,9 @@ Update schedules:
 import math
 
 from .errors import ConfigError, check_choice, check_int
+from .kernels import sigmoid
 from .layers import ALL
-from .losses import OBJECTIVES, discriminator_loss, generator_loss, sigmoid
+from .losses import OBJECTIVES, discriminator_loss, generator_loss
 
 SCHEDULES = ("simultaneous", "alternating")
 NOISES = ("uniform", "normal")
@@ -86,7 +87,7 @@ class GAN:
     def discriminate(self, x):
         """D(x) = sigmoid(logits), D in eval mode (dropout off): (N, D_x) -> (N,)."""
         with self.D.evaluating():
-            return sigmoid(self.xp, self.D.forward(self.backend.asarray(x)))[:, 0]
+            return sigmoid(self.D.forward(self.backend.asarray(x)))[:, 0]
 
     # --- training ----------------------------------------------------------------------
     def train_step(self, real):
@@ -153,9 +154,8 @@ class GAN:
         return g_loss, l_fake
 
     def _stats(self, d_loss, g_loss, l_real, l_fake):
-        xp = self.xp
         return {"d_loss": d_loss, "g_loss": g_loss,
-                "d_real": sigmoid(xp, l_real).mean(), "d_fake": sigmoid(xp, l_fake).mean()}
+                "d_real": sigmoid(l_real).mean(), "d_fake": sigmoid(l_fake).mean()}
 
     def set_epoch(self, epoch):
         """Pass the epoch to both optimizers' schedules (momentum ramp)."""

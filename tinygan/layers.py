@@ -22,6 +22,7 @@ Every ``backward`` docstring states its derivative in one line.
 import contextlib
 import math
 
+from . import kernels
 from .backend import default_backend
 from .errors import ConfigError, check_int
 
@@ -94,10 +95,14 @@ class Linear(Layer):
         self.x = None                   # cache: the input of the last forward
 
     def forward(self, x):
-        self.x = x
-        y = x @ self.params["W"]
+        y = self.product(x)
         y += self.params["b"]
         return y
+
+    def product(self, x):
+        """x W alone, keeping x for backward: for a layer that adds b itself, fused (Maxout)."""
+        self.x = x
+        return x @ self.params["W"]
 
     def backward(self, dy, param_grads=True, input_grad=True, rows=ALL):
         """dW = x.T @ dy,  db = dy.sum(0),  dx = dy @ W.T."""
@@ -118,8 +123,8 @@ class ReLU(Layer):
         self.mask = None                # cache: [x > 0] of the last forward
 
     def forward(self, x):
-        self.mask = x > 0
-        return self.xp.multiply(x, self.mask, out=self._out(x))
+        y, self.mask = kernels.relu(x, out=self._out(x))
+        return y
 
     def backward(self, dy, param_grads=True, input_grad=True, rows=ALL):
         """dx = dy * [x > 0]."""
@@ -171,17 +176,12 @@ class Sigmoid(Layer):
         self.y = None                   # cache: the output of the last forward
 
     def forward(self, x):
-        y = self.xp.multiply(x, 0.5, out=self._out(x))
-        self.xp.tanh(y, out=y)
-        y *= 0.5
-        y += 0.5
-        self.y = y
-        return y
+        self.y = kernels.sigmoid_layer(x, out=self._out(x))
+        return self.y
 
     def backward(self, dy, param_grads=True, input_grad=True, rows=ALL):
         """dx = dy * y * (1 - y)."""
-        y = self.y[rows]
-        return dy * y * (1 - y)
+        return kernels.sigmoid_backward(dy, self.y[rows])
 
 
 class Maxout(Layer):
@@ -199,24 +199,16 @@ class Maxout(Layer):
         self.pieces = check_int("pieces", pieces)
         self.linear = Linear(n_in, units * pieces, init, scale, backend=self.backend)
         self.params, self.grads = self.linear.params, self.linear.grads
-        self.mask = None                # cache: which piece is the max, (N, pieces, units)
+        self.route = None               # cache: where each y[n, u] came from (kernels.maxout)
 
     def forward(self, x):
-        z = self.linear.forward(x).reshape(x.shape[0], self.pieces, self.units)
-        y = z.max(axis=1)
-        # mask[n, p, u] = 1 for the first piece p attaining the max (ties go to one piece only)
-        mask = z == y[:, None, :]
-        if self.pieces > 1:
-            taken = mask[:, 0, :].copy()
-            for p in range(1, self.pieces):
-                mask[:, p, :] &= ~taken
-                taken |= mask[:, p, :]
-        self.mask = mask
+        """y[n, u] = max_p z[n, p, u], z = x W + b; ties go to the first piece."""
+        y, self.route = kernels.maxout(self.linear.product(x), self.params["b"], self.pieces)
         return y
 
     def backward(self, dy, param_grads=True, input_grad=True, rows=ALL):
         """dz[n, p, u] = dy[n, u] * [p = argmax_p z[n, p, u]], then Linear's backward on dz."""
-        dz = (dy[:, None, :] * self.mask[rows]).reshape(dy.shape[0], self.pieces * self.units)
+        dz = kernels.maxout_backward(dy, self.route[rows], self.pieces)
         return self.linear.backward(dz, param_grads, input_grad, rows)
 
     def __repr__(self):
@@ -256,14 +248,15 @@ class Dropout(Layer):
             return x
         if not (self.fixed_mask and self.scaled_mask is not None
                 and self.scaled_mask.shape == x.shape):
-            self.scaled_mask = self.backend.bernoulli(self.keep_prob, x.shape)
-            self.scaled_mask *= 1.0 / self.keep_prob
+            y, self.scaled_mask = kernels.dropout(x, self.keep_prob, self.backend.rng,
+                                                  out=self._out(x))
+            return y
         return self.xp.multiply(x, self.scaled_mask, out=self._out(x))
 
     def backward(self, dy, param_grads=True, input_grad=True, rows=ALL):
         """dx = dy * m / keep_prob (the same scaled mask as forward); identity at test time."""
-        if self.scaled_mask is None:
-            return dy
+        if not input_grad or self.scaled_mask is None:
+            return dy if input_grad else None
         return dy * self.scaled_mask[rows]
 
     def __repr__(self):

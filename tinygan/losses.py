@@ -9,9 +9,11 @@ D(x) = sigmoid(l) for a logit l. Working on logits keeps every value finite:
 with softplus(l) = log(1 + exp(l)) computed as logaddexp(0, l) and sigmoid(l) from
 exp(-|l|), both finite and accurate to rounding for |l| up to float32's range.
 Losses are 0-d backend arrays (no host synchronisation); gradients have the logits' shape.
+Each loss's softplus terms and gradient come from one fused pass, kernels.logistic (its
+plain formula: kernels.reference_logistic).
 """
 
-from .backend import array_module
+from . import kernels
 from .errors import ConfigError
 
 OBJECTIVES = ("nonsaturating", "minimax")
@@ -27,9 +29,9 @@ def sigmoid(xp, l):
 
     With e = exp(-|l|) in (0, 1]: sigmoid(l) = 1 / (1 + e) for l >= 0 and e / (1 + e) for
     l < 0, so sigmoid(-20) = 2.06e-9 is exact, not 0 (the minimax gradient lives there).
+    (kernels.sigmoid: one pass; its formula is kernels.reference_sigmoid.)
     """
-    e = xp.exp(-xp.abs(l))
-    return xp.where(l >= 0, 1.0, e).astype(l.dtype) / (1 + e)
+    return kernels.sigmoid(l)
 
 
 def discriminator_loss(real_logits, fake_logits):
@@ -41,13 +43,9 @@ def discriminator_loss(real_logits, fake_logits):
         dL/dl_real = -0.5 * sigmoid(-l_real) / N_real
         dL/dl_fake = +0.5 * sigmoid(l_fake) / N_fake
     """
-    xp = array_module(real_logits)
-    n_real, n_fake = real_logits.size, fake_logits.size
-    loss = 0.5 * (softplus(xp, -real_logits).mean() + softplus(xp, fake_logits).mean())
-    d_real = sigmoid(xp, -real_logits)
-    d_real *= -0.5 / n_real
-    d_fake = sigmoid(xp, fake_logits)
-    d_fake *= 0.5 / n_fake
+    sp_real, d_real = kernels.logistic(real_logits, -1.0, -0.5 / real_logits.size)
+    sp_fake, d_fake = kernels.logistic(fake_logits, 1.0, 0.5 / fake_logits.size)
+    loss = 0.5 * (sp_real.mean() + sp_fake.mean())
     return loss, d_real, d_fake
 
 
@@ -60,15 +58,11 @@ def generator_loss(fake_logits, kind="nonsaturating"):
         dL/dl = -sigmoid(l) / N.
     Returns (L, dL/dl).
     """
-    xp = array_module(fake_logits)
     n = fake_logits.size
     if kind == "nonsaturating":
-        loss = softplus(xp, -fake_logits).mean()
-        grad = sigmoid(xp, -fake_logits)
-    elif kind == "minimax":
-        loss = -softplus(xp, fake_logits).mean()
-        grad = sigmoid(xp, fake_logits)
-    else:
-        raise ConfigError(f"unknown generator objective {kind!r}: choose one of {', '.join(OBJECTIVES)}")
-    grad *= -1.0 / n
-    return loss, grad
+        sp, grad = kernels.logistic(fake_logits, -1.0, -1.0 / n)
+        return sp.mean(), grad
+    if kind == "minimax":
+        sp, grad = kernels.logistic(fake_logits, 1.0, -1.0 / n)
+        return -sp.mean(), grad
+    raise ConfigError(f"unknown generator objective {kind!r}: choose one of {', '.join(OBJECTIVES)}")

@@ -63,11 +63,13 @@ class Sequential:
         """Chain rule in reverse order: returns dL/dx (None when ``input_grad`` is False).
 
         ``param_grads=False`` leaves ``grad_vector`` untouched (only dL/dx is needed, as when
-        G's gradient flows through D). ``rows`` (a slice): dy belongs to those rows of the
+        G's gradient flows through D); with ``input_grad=False`` no layer computes a dL/dx that
+        only parameter-free layers below it would use. ``rows`` (a slice): dy belongs to those rows of the
         last forward batch only (G's loss sees only the fake rows of D's real+fake batch).
         """
         for i in range(len(self.layers) - 1, -1, -1):
-            want_dx = input_grad or i > 0
+            # dL/dx_i is needed when asked for, or when a layer below has parameters
+            want_dx = input_grad or any(layer.params for layer in self.layers[:i])
             dy = self.layers[i].backward(dy, param_grads=param_grads, input_grad=want_dx,
                                          rows=rows)
         return dy

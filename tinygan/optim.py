@@ -17,8 +17,7 @@ Schedules (the paper's MNIST run):
     momentum at epoch e: linear from mu0 at epoch ``start`` to mu1 at ``saturate`` (0.5 -> 0.7, 1 -> 250)
 """
 
-import math
-
+from . import kernels
 from .backend import array_module
 from .errors import ConfigError, check_in_range, check_positive
 
@@ -120,12 +119,9 @@ class SGD(Optimizer):
             self.momentum = float(self.momentum_schedule(epoch))
 
     def step(self):
-        """v <- mu v - lr_t g;  p <- p + v."""
-        v, tmp = self.velocity, self._scratch
-        v *= self.momentum
-        self._xp.multiply(self.grads, self.current_lr, out=tmp)
-        v -= tmp
-        self.params += v
+        """v <- mu v - lr_t g;  p <- p + v  (in one fused pass: kernels.sgd)."""
+        kernels.sgd(self.params, self.velocity, self.grads, self.current_lr, self.momentum,
+                    self._scratch)
         self.t += 1
 
     def state(self):
@@ -150,24 +146,10 @@ class Adam(Optimizer):
         self.v = params * 0
 
     def step(self):
-        """m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;  p <- p - a_t m / (sqrt(v) + eps_t)."""
-        b1, b2, g, tmp, xp = self.beta1, self.beta2, self.grads, self._scratch, self._xp
-        lr = self.current_lr
+        """m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;  p <- p - a_t m / (sqrt(v) + eps_t)
+        (in one fused pass: kernels.adam)."""
         self.t += 1
-        self.m *= b1
-        xp.multiply(g, 1 - b1, out=tmp)
-        self.m += tmp
-        self.v *= b2
-        xp.multiply(g, g, out=tmp)
-        tmp *= 1 - b2
-        self.v += tmp
-        lr_t = lr * math.sqrt(1 - b2 ** self.t) / (1 - b1 ** self.t)
-        eps_t = self.eps * math.sqrt(1 - b2 ** self.t)
-        # p -= lr_t * m / (sqrt(v) + eps_t)
-        tmp[...] = self.v
-        tmp **= 0.5
-        tmp += eps_t
-        tmp **= -1
-        tmp *= self.m
-        tmp *= lr_t
-        self.params -= tmp
+        lr_t, eps_t = kernels.adam_step_sizes(self.current_lr, self.beta1, self.beta2, self.eps,
+                                              self.t)
+        kernels.adam(self.params, self.m, self.v, self.grads, self.beta1, self.beta2, lr_t, eps_t,
+                     self._scratch)

@@ -454,6 +454,58 @@ def copyto(dst, src, casting="same_kind", where=None):
               **({} if where is None else {"where": _unwrap(where)}))
 
 
+# --- user kernels ------------------------------------------------------------------------------
+TWINS = {}
+"""kernel name -> NumPy twin ``f(*inputs, *outputs)`` for ElementwiseKernels not in tinygan.kernels."""
+
+
+def _params(spec):
+    """'raw T z, int32 n' -> ['z', 'n'] (the names, checked to be 'type name' or 'raw type name')."""
+    names = []
+    for part in (p.strip() for p in spec.split(",") if p.strip()):
+        words = part.split()
+        if len(words) not in (2, 3) or (len(words) == 3 and words[0] != "raw"):
+            raise ValueError(f"ElementwiseKernel parameter {part!r}: expected '[raw] type name'")
+        names.append(words[-1])
+    return names
+
+
+def _twin(name):
+    if name in TWINS:
+        return TWINS[name]
+    from tinygan.kernels import KERNELS          # the core's fused kernels carry their twins
+    if name in KERNELS:
+        return KERNELS[name].numpy_twin
+    raise NotImplementedError(f"CuPy emulation: no NumPy twin for ElementwiseKernel {name!r} "
+                              "(register one in cupy_emulation.TWINS)")
+
+
+class ElementwiseKernel:
+    """CuPy 14's ElementwiseKernel: the CUDA body is kept, not compiled; a call runs the
+    kernel's NumPy twin (found by name) and counts one launch. Outputs must be passed."""
+
+    def __init__(self, in_params, out_params, operation, name="kernel", reduce_dims=True,
+                 preamble="", no_return=False, return_tuple=False, **kwargs):
+        self.in_params, self.out_params = _params(in_params), _params(out_params)
+        self.operation, self.name, self.preamble = operation, name, preamble
+        self.no_return, self.return_tuple = no_return, return_tuple
+        _check_kwargs("ElementwiseKernel", ["options", "loop_prep", "after_loop"], kwargs)
+
+    def __call__(self, *args, size=None, block_size=None, stream=None):
+        n_in, n_out = len(self.in_params), len(self.out_params)
+        if len(args) != n_in + n_out:
+            raise TypeError(f"{self.name}: the emulation needs all {n_in} inputs and {n_out} "
+                            f"outputs passed, got {len(args)} arguments")
+        outs = args[n_in:]
+        if not all(isinstance(o, ndarray) for o in outs):
+            raise TypeError(f"{self.name}: outputs must be cupy arrays")
+        _record("launches", f"kernel:{self.name}")
+        _twin(self.name)(*(_unwrap(a) for a in args))
+        if self.no_return:
+            return None
+        return tuple(outs) if (n_out > 1 or self.return_tuple) else outs[0]
+
+
 # --- random --------------------------------------------------------------------------------------
 class BitGenerator:
     def __init__(self, seed=None, *, size=-1):
@@ -558,7 +610,7 @@ def _cuda_module():
 # --- the module ------------------------------------------------------------------------------------
 _SPECIAL = {"ndarray": ndarray, "asarray": asarray, "array": array, "asnumpy": asnumpy,
             "ascontiguousarray": ascontiguousarray, "get_array_module": get_array_module,
-            "copyto": copyto}
+            "copyto": copyto, "ElementwiseKernel": ElementwiseKernel}
 
 
 class _Module(types.ModuleType):

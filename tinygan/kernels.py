@@ -1,0 +1,373 @@
+"""Fused forms of the hot elementwise work, each beside the plain formula it must equal.
+
+Speed tricks live beside the formula, not in it. Each operation here comes twice:
+
+  reference_NAME   the maths, written plainly with new arrays: what a learner reads and what
+                   docs/gradients.md derives;
+  NAME             the fast form the layers, losses and optimizers call: on CuPy one CUDA
+                   kernel (``backend.elementwise_kernel``: one launch instead of one per
+                   operator), on NumPy the fewest passes over memory that measured fastest.
+
+tests/test_kernels.py holds every fast form equal to its reference (float64 to 1e-12,
+float32 to a few ulp, exactly where it selects). A :class:`Kernel` keeps a CUDA body and its
+NumPy twin together; the twin is what NumPy runs where it is also the fastest form, and what
+the CuPy emulation (tinygan/tools/cupy_emulation) runs in place of the CUDA code.
+"""
+
+import math
+
+from .backend import array_module, elementwise_kernel
+
+KERNELS = {}
+"""name -> Kernel: every fused kernel (the CuPy emulation finds the NumPy twins here)."""
+
+
+class Kernel:
+    """One fused elementwise operation: CuPy ``ElementwiseKernel`` parameters and CUDA body,
+    and ``numpy_twin(*inputs, *outputs)``, which computes the same with NumPy into the outputs."""
+
+    def __init__(self, name, in_params, out_params, cuda, numpy_twin):
+        self.name, self.in_params, self.out_params = name, in_params, out_params
+        self.cuda, self.numpy_twin = cuda, numpy_twin
+        KERNELS[name] = self
+
+    def __call__(self, *args):
+        """Run on the arrays' library: inputs, then the (preallocated) outputs."""
+        return elementwise_kernel(array_module(args[0]), self)(*args)
+
+
+def _on_cupy(a):
+    return array_module(a).__name__ != "numpy"
+
+
+# --- the logistic function and the losses' terms --------------------------------------------------
+def reference_logistic(l, sign, scale):
+    """(softplus(s l), c sigmoid(s l)) with s = ``sign``, c = ``scale``:
+    softplus(t) = log(1 + e^t), sigmoid(t) = 1 / (1 + e^-t); the stable forms
+    logaddexp(0, t) and, with e = exp(-|t|), 1 / (1 + e) for t >= 0, e / (1 + e) for t < 0."""
+    xp = array_module(l)
+    t = sign * l
+    e = xp.exp(-xp.abs(t))
+    return xp.logaddexp(0, t), scale * xp.where(t >= 0, 1.0, e).astype(l.dtype) / (1 + e)
+
+
+def _logistic_twin(l, sign, scale, softplus, grad):
+    xp = array_module(l)
+    t = xp.multiply(l, sign, out=grad)
+    xp.logaddexp(0, t, out=softplus)
+    e = xp.exp(-xp.abs(t))
+    xp.divide(xp.where(t >= 0, scale, scale * e).astype(l.dtype), 1 + e, out=grad)
+
+
+_LOGISTIC = Kernel(
+    "tinygan_logistic", "T l, T sign, T scale", "T softplus, T grad",
+    """
+    const T t = sign * l;
+    const T e = exp(-fabs(t));
+    softplus = fmax(t, (T)0) + log1p(e);
+    grad = scale * (t >= 0 ? (T)1 : e) / ((T)1 + e);
+    """, _logistic_twin)
+
+
+def logistic(l, sign, scale):
+    """Fast form of :func:`reference_logistic`: one kernel on CuPy. Returns new arrays."""
+    xp = array_module(l)
+    softplus, grad = xp.empty_like(l), xp.empty_like(l)
+    _LOGISTIC(l, sign, scale, softplus, grad)
+    return softplus, grad
+
+
+def reference_sigmoid(l):
+    """1 / (1 + exp(-l)), stable: with e = exp(-|l|), 1 / (1 + e) for l >= 0, e / (1 + e) else."""
+    return reference_logistic(l, 1.0, 1.0)[1]
+
+
+def sigmoid(l):
+    """Fast form of :func:`reference_sigmoid`: one kernel on CuPy."""
+    return logistic(l, 1.0, 1.0)[1]
+
+
+# --- maxout: the max over pieces, and where its gradient goes ------------------------------------
+def reference_maxout(z, b, pieces):
+    """With z + b viewed (N, P, U): y[n, u] = max_p (z + b)[n, p, u] and k[n, u] = the first p
+    attaining it."""
+    z3 = (z + b).reshape(z.shape[0], pieces, -1)
+    return z3.max(axis=1), z3.argmax(axis=1).astype("int32")
+
+
+def reference_maxout_backward(dy, k, pieces):
+    """dz[n, p, u] = dy[n, u] * [p = k[n, u]], as (N, P * U)."""
+    xp = array_module(dy)
+    p = xp.arange(pieces).reshape(1, pieces, 1)
+    return (dy[:, None, :] * (p == k[:, None, :])).reshape(dy.shape[0], -1)
+
+
+def _maxout_twin(z, b, pieces, units, y, k):
+    y[...], k[...] = reference_maxout(z, b, int(pieces))
+
+
+def _maxout_backward_twin(dy, k, pieces, units, dz):
+    dz[...] = reference_maxout_backward(dy, k, int(pieces))
+
+
+_MAXOUT = Kernel(
+    "tinygan_maxout", "raw T z, raw T b, int32 pieces, int32 units", "T y, int32 k",
+    """
+    const long long n = i / units, u = i % units;
+    const long long base = n * pieces * units + u;
+    T best = z[base] + b[u];
+    int arg = 0;
+    for (int p = 1; p < pieces; ++p) {
+        const T v = z[base + (long long)p * units] + b[(long long)p * units + u];
+        if (v > best) { best = v; arg = p; }
+    }
+    y = best;
+    k = arg;
+    """, _maxout_twin)
+
+_MAXOUT_BACKWARD = Kernel(
+    "tinygan_maxout_backward", "raw T dy, raw int32 k, int32 pieces, int32 units", "T dz",
+    """
+    const long long n = i / ((long long)pieces * units);
+    const long long r = i % ((long long)pieces * units);
+    const long long p = r / units, u = r % units;
+    dz = (k[n * units + u] == p) ? dy[n * units + u] : (T)0;
+    """, _maxout_backward_twin)
+
+
+def maxout(z, b, pieces):
+    """Fast form of :func:`reference_maxout` (bias added, max taken): (y, route), route
+    telling :func:`maxout_backward` where dy goes. CuPy: one kernel, route = k. NumPy
+    (measured 4x faster than its argmax, which is slow across a middle axis): b added in
+    place over z, route = the one-hot mask [p = k] from the max, ties to the first piece."""
+    xp, n = array_module(z), z.shape[0]
+    units = z.shape[1] // pieces
+    if _on_cupy(z):
+        y, k = xp.empty((n, units), z.dtype), xp.empty((n, units), "int32")
+        _MAXOUT(z, b, pieces, units, y, k)
+        return y, k
+    z += b
+    z3 = z.reshape(n, pieces, units)
+    y = z3.max(axis=1)
+    mask = z3 == y[:, None, :]
+    if pieces > 1:                          # ties: keep only the first piece attaining the max
+        taken = mask[:, 0, :].copy()
+        for p in range(1, pieces):
+            mask[:, p, :] &= ~taken
+            taken |= mask[:, p, :]
+    return y, mask
+
+
+def maxout_backward(dy, route, pieces):
+    """Fast form of :func:`reference_maxout_backward`, given the route :func:`maxout` returned."""
+    xp, n = array_module(dy), dy.shape[0]
+    if _on_cupy(dy):
+        dz = xp.empty((n, pieces * dy.shape[1]), dy.dtype)
+        _MAXOUT_BACKWARD(dy, route, pieces, dy.shape[1], dz)
+        return dz
+    return xp.multiply(dy[:, None, :], route).reshape(n, -1)
+
+
+# --- elementwise activations ---------------------------------------------------------------------
+def reference_relu(x):
+    """y = max(x, 0) and the mask [x > 0] its backward multiplies by."""
+    return x * (x > 0), x > 0
+
+
+def _relu_twin(x, mask, y):
+    xp = array_module(x)
+    xp.greater(x, 0, out=mask)
+    xp.multiply(x, mask, out=y)
+
+
+_RELU = Kernel("tinygan_relu", "T x", "bool mask, T y",
+               """
+               mask = x > (T)0;
+               y = mask ? x : (T)0;
+               """, _relu_twin)
+
+
+def relu(x, out):
+    """Fast form of :func:`reference_relu`: (y, mask), y written into ``out`` (may be x).
+    CuPy: one kernel; NumPy: two passes."""
+    mask = array_module(x).empty(x.shape, "bool")
+    _RELU(x, mask, out)
+    return out, mask
+
+
+def reference_sigmoid_layer(x):
+    """y = 1 / (1 + exp(-x)) = 0.5 tanh(x / 2) + 0.5 (the form that never overflows)."""
+    return 0.5 * array_module(x).tanh(0.5 * x) + 0.5
+
+
+def _sigmoid_layer_twin(x, y):
+    xp = array_module(x)
+    xp.multiply(x, 0.5, out=y)
+    xp.tanh(y, out=y)
+    y *= 0.5
+    y += 0.5
+
+
+_SIGMOID_LAYER = Kernel("tinygan_sigmoid_layer", "T x", "T y",
+                        "y = (T)0.5 * tanh((T)0.5 * x) + (T)0.5;", _sigmoid_layer_twin)
+
+
+def sigmoid_layer(x, out):
+    """Fast form of :func:`reference_sigmoid_layer` into ``out`` (may be x). CuPy: one
+    kernel; NumPy: four in-place passes."""
+    _SIGMOID_LAYER(x, out)
+    return out
+
+
+def reference_sigmoid_backward(dy, y):
+    """dx = dy * y * (1 - y)."""
+    return dy * y * (1 - y)
+
+
+def _sigmoid_backward_twin(dy, y, dx):
+    xp = array_module(dy)
+    xp.subtract(1, y, out=dx)
+    dx *= y
+    dx *= dy
+
+
+_SIGMOID_BACKWARD = Kernel("tinygan_sigmoid_backward", "T dy, T y", "T dx",
+                           "dx = dy * y * ((T)1 - y);", _sigmoid_backward_twin)
+
+
+def sigmoid_backward(dy, y):
+    """Fast form of :func:`reference_sigmoid_backward`: one kernel on CuPy, three passes on NumPy."""
+    dx = array_module(dy).empty_like(dy)
+    _SIGMOID_BACKWARD(dy, y, dx)
+    return dx
+
+
+# --- dropout --------------------------------------------------------------------------------------
+def reference_dropout(x, keep, keep_prob):
+    """Inverted dropout: m = keep / keep_prob (keep a 0/1 array), y = x * m. Returns (y, m)."""
+    m = keep.astype(x.dtype) / keep_prob
+    return x * m, m
+
+
+def _dropout_twin(x, u, keep_prob, scale, mask, y):
+    xp = array_module(x)
+    xp.multiply(u < keep_prob, scale, out=mask)
+    xp.multiply(x, mask, out=y)
+
+
+_DROPOUT = Kernel(
+    "tinygan_dropout", "T x, T u, T keep_prob, T scale", "T mask, T y",
+    """
+    mask = u < keep_prob ? scale : (T)0;
+    y = x * mask;
+    """, _dropout_twin)
+
+BITS = 16
+"""NumPy draws dropout masks from 16-bit integers (measured 0.74x the time of float32 draws):
+a unit is kept when its bits are < round(keep_prob * 2^16), so keep_prob is used to 2^-17."""
+
+
+def dropout(x, keep_prob, rng, out):
+    """Fast form of :func:`reference_dropout` with a fresh mask from ``rng``: returns (y, m),
+    y written into ``out``. CuPy: one draw of uniforms and one kernel. NumPy: 16-bit integer
+    bits against a threshold (see ``BITS``), then two passes."""
+    xp = array_module(x)
+    scale = 1.0 / keep_prob
+    mask = xp.empty_like(x)
+    if _on_cupy(x):
+        _DROPOUT(x, rng.random(x.shape, dtype=x.dtype), keep_prob, scale, mask, out)
+        return out, mask
+    bits = rng.integers(0, 1 << BITS, x.shape, dtype="uint16")
+    xp.multiply(bits < keep_threshold(keep_prob), x.dtype.type(scale), out=mask)
+    xp.multiply(x, mask, out=out)
+    return out, mask
+
+
+def keep_threshold(keep_prob):
+    """The integer threshold NumPy's 16-bit dropout draws are compared with."""
+    return max(1, round(keep_prob * (1 << BITS)))
+
+
+# --- the optimizers' updates --------------------------------------------------------------------
+def reference_sgd(p, v, g, lr, mu):
+    """Classical momentum: v' = mu v - lr g, p' = p + v'. Returns (p', v') as new arrays."""
+    v_new = mu * v - lr * g
+    return p + v_new, v_new
+
+
+def _sgd_twin(g, lr, mu, v, p):
+    xp = array_module(g)
+    v *= mu
+    v -= xp.multiply(g, lr)
+    p += v
+
+
+_SGD = Kernel(
+    "tinygan_sgd_momentum", "T g, T lr, T mu", "T v, T p",
+    """
+    v = mu * v - lr * g;
+    p = p + v;
+    """, _sgd_twin)
+
+
+def sgd(p, v, g, lr, mu, scratch):
+    """Fast form of :func:`reference_sgd`, in place on p and v. CuPy: one kernel (lr and mu
+    may be 0-d device arrays, as a CUDA graph needs). NumPy: four passes, none allocating."""
+    if _on_cupy(p):
+        _SGD(g, lr, mu, v, p)
+        return
+    xp = array_module(p)
+    v *= mu
+    xp.multiply(g, lr, out=scratch)
+    v -= scratch
+    p += v
+
+
+def reference_adam(p, m, v, g, b1, b2, lr_t, eps_t):
+    """m' = b1 m + (1 - b1) g,  v' = b2 v + (1 - b2) g^2,  p' = p - lr_t m' / (sqrt(v') + eps_t).
+    Returns (p', m', v') as new arrays."""
+    xp = array_module(p)
+    m_new = b1 * m + (1 - b1) * g
+    v_new = b2 * v + (1 - b2) * g * g
+    return p - lr_t * m_new / (xp.sqrt(v_new) + eps_t), m_new, v_new
+
+
+def _adam_numpy(g, b1, b2, lr_t, eps_t, m, v, p, tmp):
+    xp = array_module(g)
+    m *= b1
+    xp.multiply(g, 1 - b1, out=tmp)
+    m += tmp
+    v *= b2
+    xp.multiply(g, g, out=tmp)
+    tmp *= 1 - b2
+    v += tmp
+    xp.sqrt(v, out=tmp)
+    tmp += eps_t
+    xp.divide(m, tmp, out=tmp)
+    tmp *= lr_t
+    p -= tmp
+
+
+_ADAM = Kernel(
+    "tinygan_adam", "T g, T b1, T b2, T lr_t, T eps_t", "T m, T v, T p",
+    """
+    m = b1 * m + ((T)1 - b1) * g;
+    v = b2 * v + ((T)1 - b2) * g * g;
+    p = p - lr_t * m / (sqrt(v) + eps_t);
+    """, lambda g, b1, b2, lr_t, eps_t, m, v, p: _adam_numpy(g, b1, b2, lr_t, eps_t, m, v, p,
+                                                              array_module(g).empty_like(g)))
+
+
+def adam(p, m, v, g, b1, b2, lr_t, eps_t, scratch):
+    """Fast form of :func:`reference_adam`, in place on p, m, v. CuPy: one kernel. NumPy:
+    eleven in-place passes through one scratch array."""
+    if _on_cupy(p):
+        _ADAM(g, b1, b2, lr_t, eps_t, m, v, p)
+    else:
+        _adam_numpy(g, b1, b2, lr_t, eps_t, m, v, p, scratch)
+
+
+def adam_step_sizes(lr, b1, b2, eps, t):
+    """Adam's bias corrections folded into the step: lr_t = lr sqrt(1 - b2^t) / (1 - b1^t),
+    eps_t = eps sqrt(1 - b2^t) (the same update as m_hat / (sqrt(v_hat) + eps))."""
+    return lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t), eps * math.sqrt(1 - b2 ** t)
