@@ -47,7 +47,7 @@ def test_simultaneous_step_matches_separate_computation(be64, objective):
     stats = gan.train_step(real)
     np.testing.assert_allclose(G.param_vector, G0 - 0.5 * g_grad, rtol=1e-10, atol=1e-14)
     np.testing.assert_allclose(D.param_vector, D0 - 0.5 * d_grad, rtol=1e-10, atol=1e-14)
-    assert set(stats) == {"d_loss", "g_loss", "d_real", "d_fake"}
+    assert set(stats) == {"d_loss", "g_loss", "d_real", "d_fake", "grad_x"}
 
 
 def test_step_returns_backend_arrays_without_sync(be32):

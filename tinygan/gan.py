@@ -94,7 +94,8 @@ class GAN:
         schedule and k > 1, N = k * m rows give k minibatches of m, one per D-step.
 
         Returns a dict of 0-d backend arrays (no host synchronisation):
-        d_loss, g_loss, d_real (mean D(x)), d_fake (mean D(G(z))).
+        d_loss, g_loss, d_real (mean D(x)), d_fake (mean D(G(z))), grad_x (||dL_G/dx||, the
+        norm of G's gradient arriving through D, x = G(z)).
         """
         if real.ndim != 2:
             raise ConfigError(f"real batch must be 2-D (N, D_x), got shape {real.shape}")
@@ -120,10 +121,12 @@ class GAN:
         d_loss, l_real, l_fake = self._discriminator_pass(real, fake)  # real and fake in one pass
         g_loss, dl_g = generator_loss(l_fake, self.objective)
         # G's gradient through D, before D's parameters move (same masks, same samples)
-        self.G.backward(grad_through_d(self.D, dl_g, rows=slice(n, None)), input_grad=False)
+        dx = grad_through_d(self.D, dl_g, rows=slice(n, None))
+        grad_x = self._norm(dx)
+        self.G.backward(dx, input_grad=False)
         self.d_opt.step()
         self.g_opt.step()
-        return self._stats(d_loss, g_loss, l_real, l_fake)
+        return self._stats(d_loss, g_loss, l_real, l_fake, grad_x)
 
     def _alternating_step(self, real):
         if real.shape[0] % self.k:
@@ -132,8 +135,8 @@ class GAN:
         m = real.shape[0] // self.k
         for i in range(self.k):                                    # k discriminator steps
             d_loss, l_real = self.discriminator_step(real[i * m:(i + 1) * m])
-        g_loss, l_fake = self.generator_step(m)                    # then one generator step
-        return self._stats(d_loss, g_loss, l_real, l_fake)
+        g_loss, l_fake, grad_x = self.generator_step(m)            # then one generator step
+        return self._stats(d_loss, g_loss, l_real, l_fake, grad_x)
 
     def discriminator_step(self, real):
         """One update of D on ``real`` (m, D_x) and m fresh samples, G fixed.
@@ -145,17 +148,24 @@ class GAN:
 
     def generator_step(self, m):
         """One update of G on m fresh samples through D (D fixed, its dropout on).
-        Returns (G loss, D's logits on the samples)."""
+        Returns (G loss, D's logits on the samples, ||dL_G/dx|| as a 0-d array)."""
         l_fake = self.D.forward(self.G.forward(self.sample_noise(m)))
         g_loss, dl_g = generator_loss(l_fake, self.objective)
-        self.G.backward(grad_through_d(self.D, dl_g), input_grad=False)
+        dx = grad_through_d(self.D, dl_g)
+        grad_x = self._norm(dx)
+        self.G.backward(dx, input_grad=False)
         self.g_opt.step()
-        return g_loss, l_fake
+        return g_loss, l_fake, grad_x
 
-    def _stats(self, d_loss, g_loss, l_real, l_fake):
+    def _norm(self, a):
+        """||a||_2 over every entry, a 0-d backend array (recorded, never read inside a step)."""
+        return self.xp.sqrt(self.xp.vdot(a, a))
+
+    def _stats(self, d_loss, g_loss, l_real, l_fake, grad_x):
         xp = self.xp
         return {"d_loss": d_loss, "g_loss": g_loss,
-                "d_real": sigmoid(xp, l_real).mean(), "d_fake": sigmoid(xp, l_fake).mean()}
+                "d_real": sigmoid(xp, l_real).mean(), "d_fake": sigmoid(xp, l_fake).mean(),
+                "grad_x": grad_x}
 
     def set_epoch(self, epoch):
         """Pass the epoch to both optimizers' schedules (momentum ramp)."""
