@@ -272,11 +272,11 @@ def explain_layer(cls, dtype="float64", seed=0, h=1e-6, tol=DEFAULT_TOL):
     be = get_backend("numpy", dtype=dtype, seed=seed)
     layer = EXPLAIN_INSTANCES[cls](be)
     x = away_from_zero(be, (3, 3))
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng([seed, 1])      # dy's own stream (not x's numbers again)
     opts = {"precision": 5, "suppress_small": False, "floatmode": "fixed", "sign": " "}
 
     def show(title, a):
-        body = np.array2string(np.asarray(a), **opts)
+        body = np.array2string(np.asarray(a) + 0.0, **opts)     # + 0.0: no -0.0 shown as 0.0
         return [f"{title}, shape {tuple(a.shape)}:", "  " + body.replace("\n", "\n  ")]
 
     doc = (type(layer).backward.__doc__ or "").strip().splitlines()
