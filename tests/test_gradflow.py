@@ -219,6 +219,14 @@ def test_explain_maxout_prints_every_coordinate(capsys):
     assert "Maxout.backward in tinygan/layers.py" in out
 
 
+def test_explain_covers_every_layer_class():
+    from tinygan.layers import LAYER_CLASSES
+    for cls in LAYER_CLASSES:
+        text, passed = explain_layer(cls)
+        assert passed, text
+        assert f"{cls.__name__}.backward in tinygan/layers.py" in text
+
+
 def test_explain_catches_a_wrong_backward(monkeypatch):
     def wrong(self, dy, param_grads=True, input_grad=True, rows=slice(None)):
         dz = (dy[:, None, :] * 1.0).repeat(self.pieces, 1).reshape(dy.shape[0], -1)  # no mask
