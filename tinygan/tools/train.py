@@ -48,8 +48,8 @@ from .checkpoint import check_compatible, checkpoint_exists, load_checkpoint, sa
 from ..errors import (CheckpointError, ConfigError, TrainingDiverged, check_choice, check_int,
                       check_positive)
 from .evaluate import nearest_neighbours
-from .gradflow import (RATIO_KEY, SATURATION_KEYS, gradient_ratio, save_gradient_flow, save_saturation, saturation,
-                       weight_gradient_norms)
+from .gradflow import (RATIO_KEY, SATURATION_KEYS, gradient_ratio, save_gradient_flow,
+                       save_saturation, saturation, weight_gradient_norms)
 from ..gan import GAN, check_settings
 from ..network import (paper_cifar_discriminator, paper_cifar_generator, paper_discriminator,
                        paper_generator)
@@ -496,7 +496,7 @@ class Trainer:
         values = self.be.to_numpy(self.be.xp.stack(arrays))
         host = {k: float(v) / (count if k in sums else 1) for k, v in zip(keys, values.tolist())}
         if point:
-            host["grad_ratio"] = gradient_ratio(host)
+            host[RATIO_KEY] = gradient_ratio(host)
         return host
 
     def _log_interval(self, host, previous, count, steps, epoch):
