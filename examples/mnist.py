@@ -10,7 +10,9 @@ the non-saturating objective, and the simultaneous update the paper's code ran (
 gradients from the same batch and samples, k = 1). --schedule alternating gives the
 paper's Algorithm 1 with --k discriminator steps per generator step.
 
-Outputs in --out: samples/epoch_NNNN.png (a fixed noise batch), curves.png, metrics.csv,
+Outputs in --out: samples/epoch_NNNN.png (a fixed noise batch), curves.png, metrics.csv
+(per epoch) and intervals.csv (per --log-every steps), gradients.png (each layer's gradient
+norm) and saturation.png (D(G(z)) < 0.01, both objectives' gradients at G's output),
 nearest_neighbours.png (Figure 2), checkpoint.npz/.json (and the one before it, .prev).
 Exit status: 0 done (or interrupted with a checkpoint saved), 1 error, 2 bad usage.
 examples/cifar10.py is this script with the paper's CIFAR-10 defaults (parse_args, main).

@@ -48,6 +48,7 @@ def test_simultaneous_step_matches_separate_computation(be64, objective):
     np.testing.assert_allclose(G.param_vector, G0 - 0.5 * g_grad, rtol=1e-10, atol=1e-14)
     np.testing.assert_allclose(D.param_vector, D0 - 0.5 * d_grad, rtol=1e-10, atol=1e-14)
     assert set(stats) == {"d_loss", "g_loss", "d_real", "d_fake"}
+    assert gan.grad_x.shape == fake.shape            # dL_G/dx kept for the record
 
 
 def test_step_returns_backend_arrays_without_sync(be32):

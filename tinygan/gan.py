@@ -69,6 +69,7 @@ class GAN:
         self.noise_dim, self.noise = int(noise_dim), noise
         self.objective, self.schedule, self.k = objective, schedule, k
         self.step_count = 0
+        self.grad_x = None          # dL_G/dx of the last step (G's gradient arriving through D)
 
     # --- sampling ---------------------------------------------------------------------
     def sample_noise(self, m):
@@ -95,7 +96,9 @@ class GAN:
         schedule and k > 1, N = k * m rows give k minibatches of m, one per D-step.
 
         Returns a dict of 0-d backend arrays (no host synchronisation):
-        d_loss, g_loss, d_real (mean D(x)), d_fake (mean D(G(z))).
+        d_loss, g_loss, d_real (mean D(x)), d_fake (mean D(G(z))). ``self.grad_x`` keeps
+        dL_G/dx, G's gradient arriving through D (x = G(z)), for whoever wants to look at it
+        (the training loop logs its norm): a reference, no extra work in the step.
         """
         if real.ndim != 2:
             raise ConfigError(f"real batch must be 2-D (N, D_x), got shape {real.shape}")
@@ -121,7 +124,8 @@ class GAN:
         d_loss, l_real, l_fake = self._discriminator_pass(real, fake)  # real and fake in one pass
         g_loss, dl_g = generator_loss(l_fake, self.objective)
         # G's gradient through D, before D's parameters move (same masks, same samples)
-        self.G.backward(grad_through_d(self.D, dl_g, rows=slice(n, None)), input_grad=False)
+        self.grad_x = grad_through_d(self.D, dl_g, rows=slice(n, None))
+        self.G.backward(self.grad_x, input_grad=False)
         self.d_opt.step()
         self.g_opt.step()
         return self._stats(d_loss, g_loss, l_real, l_fake)
@@ -146,10 +150,11 @@ class GAN:
 
     def generator_step(self, m):
         """One update of G on m fresh samples through D (D fixed, its dropout on).
-        Returns (G loss, D's logits on the samples)."""
+        Returns (G loss, D's logits on the samples); dL_G/dx stays in ``self.grad_x``."""
         l_fake = self.D.forward(self.G.forward(self.sample_noise(m)))
         g_loss, dl_g = generator_loss(l_fake, self.objective)
-        self.G.backward(grad_through_d(self.D, dl_g), input_grad=False)
+        self.grad_x = grad_through_d(self.D, dl_g)
+        self.G.backward(self.grad_x, input_grad=False)
         self.g_opt.step()
         return g_loss, l_fake
 

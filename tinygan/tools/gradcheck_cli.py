@@ -256,6 +256,134 @@ def run_checks(names=None, dtype="float64", seed=0, h=1e-6, tol=DEFAULT_TOL, ful
     return sections
 
 
+# --- --explain: one derivative, number by number ----------------------------------------------
+
+EXPLAIN_INSTANCES = {
+    Linear: lambda be: Linear(3, 2, init="glorot", backend=be),
+    ReLU: lambda be: ReLU(backend=be),
+    LeakyReLU: lambda be: LeakyReLU(0.1, backend=be),
+    Tanh: lambda be: Tanh(backend=be),
+    Sigmoid: lambda be: Sigmoid(backend=be),
+    Maxout: lambda be: Maxout(3, units=2, pieces=2, init="glorot", backend=be),
+    Dropout: lambda be: Dropout(0.5, backend=be),
+}
+"""A tiny instance of each layer (input width 3, batch 3), small enough to print every number."""
+
+
+def _explain_extras(layer):
+    """What the layer's forward kept for its backward, where it helps to see it."""
+    if isinstance(layer, Maxout):
+        x, W, b = layer.linear.x, layer.params["W"], layer.params["b"]
+        z = x @ W + b                                  # z = x W + b again (same x: same values)
+        n = z.shape[0]
+        return [("z = x W + b, viewed (N, pieces, units): y is the max over the pieces",
+                 z.reshape(n, layer.pieces, layer.units)),
+                ("mask: 1 where that piece is the max (it gets the gradient)",
+                 layer.route.astype(z.dtype))]
+    if isinstance(layer, (ReLU, LeakyReLU)) and getattr(layer, "mask", None) is not None:
+        return [("mask: [x > 0]", layer.mask.astype(layer.backend.dtype))]
+    if isinstance(layer, Dropout) and layer.scaled_mask is not None:
+        return [(f"m / keep_prob (the dropout mask, keep_prob {layer.keep_prob})",
+                 layer.scaled_mask)]
+    return []
+
+
+def explain_layer(cls, dtype="float64", seed=0, h=1e-6, tol=DEFAULT_TOL):
+    """A tiny instance of layer class ``cls`` checked one coordinate at a time, as text:
+    the inputs and parameters, the forward values, the upstream dy of L = sum(y * dy), then
+    for every coordinate of x and of each parameter the analytic derivative (what backward
+    returned or wrote) beside the central difference (L(t + h) - L(t - h)) / 2h.
+    Returns (text, passed)."""
+    import numpy as np
+    from ..backend import get_backend
+    be = get_backend("numpy", dtype=dtype, seed=seed)
+    layer = EXPLAIN_INSTANCES[cls](be)
+    x = away_from_zero(be, (3, 3))
+    rng = np.random.default_rng([seed, 1])      # dy's own stream (not x's numbers again)
+    opts = {"precision": 5, "suppress_small": False, "floatmode": "fixed", "sign": " "}
+
+    def show(title, a):
+        body = np.array2string(np.asarray(a) + 0.0, **opts)     # + 0.0: no -0.0 shown as 0.0
+        return [f"{title}, shape {tuple(a.shape)}:", "  " + body.replace("\n", "\n  ")]
+
+    doc = (type(layer).backward.__doc__ or "").strip().splitlines()
+    lines = [f"== {layer!r}: one derivative, number by number ({dtype}, seed {seed})",
+             f"   code: {type(layer).__name__}.backward in tinygan/layers.py",
+             f"   its derivative: {doc[0] if doc else '(no docstring)'}",
+             "   L = sum(y * dy) for a fixed random dy, so backward(dy) must return dL/dx = the "
+             "derivative of L", "   with respect to each x, and write dL/dparam for each parameter.",
+             "", "-- inputs"]
+    lines += show("x", x)
+    for k, p in layer.params.items():
+        lines += show(k, p)
+    layer.forward(x)                                   # draws any dropout mask once
+    with layer.frozen_dropout():
+        y = layer.forward(x).copy()
+        lines += ["", "-- forward"] + show("y = forward(x)", y)
+        for title, a in _explain_extras(layer):
+            lines += show(title, a)
+        dy = rng.standard_normal(y.shape)
+        lines += show("dy (upstream gradient, fixed random)", dy)
+        lines += [f"L = sum(y * dy) = {float((y * dy).sum()):.10f}"]
+        dx = layer.backward(dy)
+        analytic = [("x", x, dx.copy())] + [(k, p, layer.grads[k].copy())
+                                            for k, p in layer.params.items()]
+        lines += ["", f"-- backward, coordinate by coordinate (h = {h:g})",
+                  "   analytic: what backward returned (x) or wrote into grads (parameters)",
+                  "   numerical: (L(t + h) - L(t - h)) / 2h, t the one coordinate moved",
+                  f"{'coordinate':<14} {'value t':>12} {'analytic':>14} {'numerical':>14} "
+                  f"{'|difference|':>12}  result"]
+        worst, passed = 0.0, True
+        for name, theta, grad in analytic:
+            flat, g = theta.reshape(-1), grad.reshape(-1)
+            for i in range(flat.size):
+                old = float(flat[i])
+                flat[i] = old + h
+                up = float((layer.forward(x) * dy).sum())
+                flat[i] = old - h
+                down = float((layer.forward(x) * dy).sum())
+                flat[i] = old
+                num, ana = (up - down) / (2 * h), float(g[i])
+                diff = abs(ana - num)
+                ok = diff <= tol * (abs(ana) + abs(num)) + 10 * h * h + 1e-10
+                passed &= ok
+                worst = max(worst, diff)
+                index = np.unravel_index(i, theta.shape)
+                coord = f"{name}[{', '.join(str(int(j)) for j in index)}]"
+                lines.append(f"{coord:<14} {old:>12.6f} {ana:>14.9f} {num:>14.9f} {diff:>12.2e}  "
+                             f"{'pass' if ok else 'FAIL'}")
+    lines += ["", f"{'pass' if passed else 'FAIL'}: {type(layer).__name__}, largest "
+              f"|analytic - numerical| {worst:.1e}" + (" (float32: see --dtype float32's note)"
+                                                       if dtype == "float32" else "")]
+    return "\n".join(lines), passed
+
+
+def explain_main(args):
+    """``--explain``: the layer named by --layer (every layer class without it); exit 0 when
+    every coordinate agrees, 1 when one does not, 2 for an item that is not a layer."""
+    by_name = {cls.__name__.lower(): cls for cls in _layers.LAYER_CLASSES}
+    if args.layer is None:
+        classes = list(_layers.LAYER_CLASSES)
+    else:
+        key = _resolve(args.layer, by_name)
+        if key is None:
+            print(f"--explain works for the layers: {', '.join(by_name)} (got {args.layer!r})",
+                  file=sys.stderr)
+            return 2
+        classes = [by_name[key]]
+    status = 0
+    for cls in classes:
+        if cls not in EXPLAIN_INSTANCES:
+            print(f"FAIL: no tiny instance of {cls.__name__} in EXPLAIN_INSTANCES "
+                  "(tinygan/tools/gradcheck_cli.py)")
+            status = 1
+            continue
+        text, passed = explain_layer(cls, args.dtype, args.seed, args.h, args.tol)
+        print(text + "\n")
+        status = status or (0 if passed else 1)
+    return status
+
+
 def _parser(prog="python -m tinygan.gradcheck"):
     p = argparse.ArgumentParser(
         prog=prog,
@@ -282,6 +410,10 @@ def _parser(prog="python -m tinygan.gradcheck"):
     p.add_argument("--full", action="store_true",
                    help="also check the paper-size G, D and G through D along random "
                         "directions (tens of seconds on two CPU cores)")
+    p.add_argument("--explain", action="store_true",
+                   help="one layer (--layer; every layer without it) at a tiny size, number by "
+                        "number: inputs, forward values, and each coordinate's analytic and "
+                        "finite-difference derivative")
     return p
 
 
@@ -294,6 +426,11 @@ def _resolve(name, choices):
 def main(argv=None, prog="python -m tinygan.gradcheck"):
     """The command line; returns the exit status (0 all pass, 1 a row failed, 2 bad usage)."""
     args = _parser(prog).parse_args(argv)
+    if args.explain:
+        if not (args.h > 0 and args.tol > 0):
+            print("--h and --tol must be positive", file=sys.stderr)
+            return 2
+        return explain_main(args)
     items = check_items()
     names = None
     if args.layer is not None:

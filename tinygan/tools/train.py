@@ -6,7 +6,11 @@
     trainer.run()                                 # or Trainer.resume(cfg, images).run()
 
 What a run leaves in ``cfg.out``:
-    metrics.csv              one row per epoch: losses, D outputs, lr, momentum, seconds
+    metrics.csv              one row per epoch: losses, D outputs, gradient norms, D's
+                             saturation, lr, momentum, seconds
+    intervals.csv            one row per logging interval: the same means over the interval
+    gradients.png            each layer's weight-gradient norm in G and D, and ||dL_G/dx||
+    saturation.png           D(G(z)) < 0.01 and both objectives' gradients at G's output
     samples/epoch_NNNN.png   G on a fixed noise batch, after each epoch
     curves.png               losses and D outputs against epoch
     nearest_neighbours.png   final samples, each beside its nearest training image (Figure 2)
@@ -20,6 +24,13 @@ is what a person watching sees (progress bar, one line per epoch). The checkpoin
 
 The loop copies device values to the host once per logging interval (``log_every`` steps)
 and at the end of each epoch, never inside a training step.
+
+Gradient flow (tools/gradflow.py): after every step the norms of each weight gradient of G
+and D (and ||dL_G/dx||, from ``GAN.grad_x``) are added up on the device, as 0-d
+arrays beside the losses; each interval's and each epoch's row holds their mean over its
+steps. D's saturation is measured at the end of each interval (not averaged: a measurement
+of D and G as they are then, on the fixed noise batch, dropout off). All of it travels in
+the interval's one transfer.
 """
 
 import dataclasses
@@ -37,6 +48,8 @@ from .checkpoint import check_compatible, checkpoint_exists, load_checkpoint, sa
 from ..errors import (CheckpointError, ConfigError, TrainingDiverged, check_choice, check_int,
                       check_positive)
 from .evaluate import nearest_neighbours
+from .gradflow import (RATIO_KEY, SATURATION_KEYS, gradient_ratio, save_gradient_flow,
+                       save_saturation, saturation, weight_gradient_norms)
 from ..gan import GAN, check_settings
 from ..network import (paper_cifar_discriminator, paper_cifar_generator, paper_discriminator,
                        paper_generator)
@@ -211,6 +224,23 @@ class RunDirectory:
     @property
     def metrics(self):
         return self.out / "metrics.csv"
+
+    @property
+    def intervals(self):
+        return self.out / "intervals.csv"
+
+    def log_interval(self, row):
+        """Append one logging interval's row to intervals.csv."""
+        append_history(self.intervals, row)
+
+    def gradient_pictures(self, objective, title):
+        """gradients.png and saturation.png from the logs so far."""
+        epochs = read_history(self.metrics)
+        intervals = read_history(self.intervals) if self.intervals.exists() else []
+        save_gradient_flow(epochs, self.out / "gradients.png", intervals,
+                           title=f"{title}: gradient norms (lines: logging intervals, dots: epochs)")
+        save_saturation(intervals or epochs, self.out / "saturation.png", objective,
+                        title=f"{title}: D's saturation on G's samples (fixed noise, dropout off)")
 
     def save_checkpoint(self, arrays, meta):
         save_checkpoint(self.checkpoint, arrays, meta)
@@ -465,7 +495,7 @@ class Trainer:
         order = be.asarray(self._batch_order(epoch), dtype="int64")
         first = self.step - self.epoch * self.steps_per_epoch   # > 0 when resuming mid-epoch
         self.reporter.start_epoch(epoch, cfg.epochs, self.steps_per_epoch, first)
-        sums = None
+        sums, previous = None, None
         count, window_start, window_steps = 0, time.perf_counter(), 0
         t0 = time.perf_counter()
         for i in range(first, self.steps_per_epoch):
@@ -473,12 +503,17 @@ class Trainer:
                 self.reporter.close()
                 return None
             stats = gan.train_step(self.data[order[i * self.m:(i + 1) * self.m]])
+            stats.update(weight_gradient_norms(gan))            # 0-d device arrays: no sync
             sums = dict(stats) if sums is None else {k: sums[k] + v for k, v in stats.items()}
             count += 1
             window_steps += 1
             if window_steps == cfg.log_every or i == self.steps_per_epoch - 1:
-                host = self._means(sums, count)                         # one sync per interval
+                point = saturation(gan, self.fixed_noise)      # measured now, not averaged
+                host = self._means(sums, count, point)                  # one sync per interval
                 self._check_finite(host)
+                self._log_interval(host, previous, count, window_steps,
+                                   epoch - 1 + (i + 1) / self.steps_per_epoch)
+                previous = (host, count)
                 now = time.perf_counter()
                 self.reporter.interval(host, window_steps,
                                        window_steps * self.m / max(now - window_start, 1e-9))
@@ -494,6 +529,7 @@ class Trainer:
         samples = self.be.to_numpy(self.gan.sample(len(self.fixed_noise), z=self.fixed_noise))
         self.run_dir.epoch_pictures(epoch, samples, f"{cfg.dataset} ({cfg.objective}, {cfg.schedule})",
                                     shape=IMAGE_SHAPES[cfg.dataset])
+        self.run_dir.gradient_pictures(cfg.objective, f"{cfg.dataset} ({cfg.objective})")
         self.save()
         self.reporter.epoch_line(row, cfg.epochs, self._eta(seconds, count))
         return row
@@ -505,11 +541,29 @@ class Trainer:
             left = min(left, max(self.cfg.max_steps - self.step, 0))
         return left * seconds / max(count, 1)
 
-    def _means(self, sums, count):
-        """{name: running sum / count} on the host, read in one transfer (one synchronisation)."""
-        keys = list(sums)
-        values = self.be.to_numpy(self.be.xp.stack([sums[k] for k in keys]))
-        return {k: float(v) / count for k, v in zip(keys, values.tolist())}
+    def _means(self, sums, count, point=None):
+        """{name: running sum / count} on the host, with ``point``'s values as they are (D's
+        saturation, :func:`gradflow.saturation`) and their ratio, read in one transfer (one
+        synchronisation)."""
+        point = point or {}
+        keys = list(sums) + list(point)
+        arrays = [sums[k] for k in sums] + [point[k] for k in point]
+        values = self.be.to_numpy(self.be.xp.stack(arrays))
+        host = {k: float(v) / (count if k in sums else 1) for k, v in zip(keys, values.tolist())}
+        if point:
+            host[RATIO_KEY] = gradient_ratio(host)
+        return host
+
+    def _log_interval(self, host, previous, count, steps, epoch):
+        """intervals.csv: the means over this interval's ``steps`` steps alone (``host`` holds
+        running means over the epoch's ``count`` steps so far, ``previous`` the last interval's
+        (host, count) or None), D's saturation as measured at its end."""
+        row = {"epoch": epoch, "step": self.step}
+        for k, v in host.items():
+            if previous is not None and k in previous[0] and k not in _POINT_KEYS:
+                v = (v * count - previous[0][k] * previous[1]) / steps
+            row[k] = v
+        self.run_dir.log_interval(row)
 
     def _sample_quality(self, epoch):
         """Classes covered, Inception-style score and Frechet distance of G's samples against
@@ -539,6 +593,10 @@ class Trainer:
         self.run_dir.nearest_neighbours(self.be.to_numpy(samples),
                                         self.images[self.be.to_numpy(idx)],
                                         shape=IMAGE_SHAPES[self.cfg.dataset], note=note)
+
+
+_POINT_KEYS = frozenset(SATURATION_KEYS + (RATIO_KEY,))
+"""Values measured at an interval's end, not averaged over its steps."""
 
 
 class _DeferredInterrupt:
