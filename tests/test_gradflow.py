@@ -197,7 +197,7 @@ def test_gradient_measurements_make_no_host_sync():
         assert c.syncs == [] and c.h2d == [], (c.syncs, c.h2d)
         for v in list(stats.values()) + list(norms.values()) + list(point.values()):
             assert isinstance(v, cupy.ndarray) and v.shape == ()
-        assert len(norms) == 6
+        assert len(norms) == 7                           # six weight matrices and dL_G/dx
 
 
 # --- gradcheck --explain ---------------------------------------------------------------------------
