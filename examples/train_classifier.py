@@ -107,7 +107,7 @@ def score_gan(args):
     gan, _, meta = load_run(args.score_gan, be)
     samples = sample_images(gan, args.n_samples)
     print(f"classifier {args.out}/checkpoint: {100 * cmeta['accuracy']:.2f}% on "
-          f"{cmeta['evaluated_on']}; GAN {args.score_gan}: epoch {meta.get('epoch')}, step "
+          f"{cmeta.get('evaluated_on', 'its held-out images')}; GAN {args.score_gan}: epoch {meta.get('epoch')}, step "
           f"{meta.get('step')}; real set: {what['eval']} ({len(ex)} images)")
     rows = [(f"GAN samples (epoch {meta.get('epoch')})", sample_quality(samples, ex, clf)),
             (f"real: {what['train']}", sample_quality(tx, ex, clf))]

@@ -43,6 +43,7 @@ from ..errors import CheckpointError
 from .files import fsync_path as _fsync
 
 FORMAT_VERSION = 2                   # 2: the .json carries record_sha256 over itself
+_MAX_JSON = 1 << 24        # bytes: far above any real record (the meta is small)
 _NUMERIC_KINDS = "biufc"  # bool, int, uint, float, complex
 # What reading damaged or crafted files can raise (numpy's .npy header parser included).
 _BAD_FILE = (OSError, EOFError, ValueError, KeyError, TypeError, IndexError,
@@ -266,8 +267,10 @@ def _load_one(base, validate=None):
         if not os.path.isfile(base + ext):
             raise CheckpointError(f"checkpoint file {base + ext!r} is missing")
     try:
+        if os.path.getsize(base + ".json") > _MAX_JSON:
+            raise ValueError(f"larger than {_MAX_JSON} bytes")
         with open(base + ".json", "rb") as f:
-            record = _parse_record(f.read(1 << 24))
+            record = _parse_record(f.read())
     except (*_BAD_FILE, UnicodeError) as exc:
         _fail(base, f"{base}.json is truncated, corrupt or edited ({type(exc).__name__}: {exc})")
     version = record.get("format_version")

@@ -225,8 +225,9 @@ def load_classifier(path, backend=None):
     (arrays "net/<name>", meta["architecture"] = Classifier.config). Returns
     (classifier, meta)."""
     from .checkpoint import load_checkpoint
+    from .schema import validate_classifier
     from ..errors import CheckpointError
-    arrays, meta = load_checkpoint(path)
+    arrays, meta = load_checkpoint(path, validate=validate_classifier)
     arch = meta.get("architecture")
     if not isinstance(arch, dict):
         raise CheckpointError(f"{path}: no 'architecture' in the meta: not a classifier checkpoint")

@@ -41,6 +41,7 @@ from ..gan import GAN, check_settings
 from ..network import (paper_cifar_discriminator, paper_cifar_generator, paper_discriminator,
                        paper_generator)
 from ..optim import SGD, ExponentialDecay, MomentumRamp
+from .schema import run_validator, train_config
 from .plot import (append_history, read_history, save_loss_curves, save_nearest_neighbour_grid,
                    save_sample_grid)
 
@@ -172,9 +173,8 @@ def load_run(path, backend=None):
     backend setting) with G, D and the optimizers as saved; ``cfg`` the run's TrainConfig;
     ``meta`` the checkpoint's meta (step, epoch, ...). A checkpoint holding G alone loads too
     (D and the optimizers then keep their initial state)."""
-    arrays, meta = load_checkpoint(checkpoint_path(path))
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    cfg = TrainConfig(**{k: v for k, v in meta.get("config", {}).items() if k in fields})
+    arrays, meta = load_checkpoint(checkpoint_path(path), validate=run_validator(complete=False))
+    cfg = train_config(meta["config"])
     backend = backend or get_backend(cfg.backend, seed=cfg.seed)
     gan = build_gan(cfg, backend, pixel_mean=None)       # every parameter comes from the file
     try:
@@ -344,8 +344,8 @@ class Trainer:
         path = Path(path) if path else Path(cfg.out) / "checkpoint"
         if not checkpoint_exists(path):
             raise CheckpointError(f"no checkpoint to resume at {path}.npz: start without --resume")
-        arrays, meta = load_checkpoint(path)
-        saved = meta.get("config", {})
+        arrays, meta = load_checkpoint(path, validate=run_validator(complete=True))
+        saved = meta["config"]
         for key in ("batch_size", "objective", "schedule", "k", "noise_dim", "dataset", "split",
                     "limit", "lr", "lr_decay", "min_lr", "seed", "hidden", "units"):
             if key in saved and saved[key] != getattr(cfg, key):
