@@ -17,6 +17,7 @@ Prints `log-likelihood: MEAN +- SE (sigma=S)`.
 """
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -24,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tinygan.tools.cli import Parser, report_error  # noqa: E402
+from tinygan.tools.cli import Parser, non_negative_int, positive_int, report_error  # noqa: E402
 from tinygan.backend import BACKENDS, get_backend  # noqa: E402
 from tinygan.tools.files import atomic_write  # noqa: E402
 from tinygan.tools.train import load_run, sample_images  # noqa: E402
@@ -71,14 +72,37 @@ def interpolation(gan, path, rows=8, steps=10, shape=(28, 28)):
     return save_interpolation_grid(images.reshape(rows, steps, -1), path, shape=shape, title=title)
 
 
+def available_memory():
+    """Bytes of memory available now (Linux /proc/meminfo), else the physical memory."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_memory(n, dim):
+    """Refuse --samples that cannot fit: the samples are float32 (n, dim), held about three
+    times at once (host, device, the estimator's augmented copy)."""
+    need = 3 * 4 * n * (dim + 1)
+    have = available_memory()
+    if need > have:
+        raise ConfigError(f"--samples {n} needs about {need / 2**30:,.1f} GiB of memory "
+                          f"({n} x {dim} float32 samples, about three copies); "
+                          f"{have / 2**30:,.1f} GiB are available: draw fewer")
+
+
 def main(argv=None):
     p = Parser(prog="evaluate.py", description=__doc__.split("\n\n")[0])
     p.add_argument("run", help="run directory (holding checkpoint.npz) or checkpoint path")
     p.add_argument("--backend", choices=BACKENDS, default="numpy")
     p.add_argument("--data-dir", default=None,
                    help="where the data files are (as for mnist.py / cifar10.py)")
-    p.add_argument("--samples", type=int, default=10000, help="samples drawn from G")
-    p.add_argument("--seed", type=int, default=0, help="seed of the samples")
+    p.add_argument("--samples", type=positive_int, default=10000, help="samples drawn from G")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the samples")
     p.add_argument("--interpolation", default=None, metavar="PNG",
                    help="also write the paper's Figure 3 (interpolation in z) to this PNG")
     p.add_argument("--classifier", default=None, metavar="CHECKPOINT",
@@ -87,11 +111,10 @@ def main(argv=None):
     p.add_argument("--json", default=None, metavar="FILE", help="also write the result as JSON")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
-    if args.samples < 1:
-        p.error(f"argument --samples: expected a positive integer, got {args.samples}")
     try:
         be = get_backend(args.backend, seed=args.seed)
         gan, cfg, meta = load_run(args.run, be)
+        check_memory(args.samples, 3072 if cfg.dataset == "cifar10" else 784)
         validation, test, what = protocol(cfg, args.data_dir)
         print(f"checkpoint: epoch {meta.get('epoch')}, step {meta.get('step')}; {what}", flush=True)
         samples = sample_images(gan, args.samples)

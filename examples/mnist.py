@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a checkout, uninstalled
 
 from tinygan.tools.cli import (Parser, non_negative_int, positive_float, positive_int,  # noqa: E402
-                         report_error)
+                         printable, report_error)
 from tinygan.backend import BACKENDS  # noqa: E402
 from tinygan.errors import ConfigError, TinyGANError  # noqa: E402
 from tinygan.gan import SCHEDULES  # noqa: E402
@@ -114,9 +114,10 @@ def main(argv=None, spec=MNIST):
                               "continue it, or choose another --out")
         make = Trainer.resume if args.resume else Trainer
         trainer = make(cfg, images, backend=backend, progress=not args.no_progress)
-        print(f"tinygan: {args.dataset} {args.split} ({len(images)} images), backend "
-              f"{backend.name}, {trainer.steps_per_epoch} steps/epoch, from epoch "
-              f"{trainer.epoch} step {trainer.step}, out {args.out}", flush=True)
+        print(printable(f"tinygan: {args.dataset} {args.split} ({len(images)} images), backend "
+                        f"{backend.name}, {trainer.steps_per_epoch} steps/epoch, from epoch "
+                        f"{trainer.epoch} step {trainer.step}, out {args.out}", sys.stdout),
+              flush=True)
         trainer.run()
     except (TinyGANError, OSError) as exc:
         return report_error(prog, exc)

@@ -33,7 +33,8 @@ import numpy as np
 
 from .. import __version__
 from ..backend import get_backend
-from .checkpoint import check_compatible, checkpoint_exists, load_checkpoint, save_checkpoint
+from .checkpoint import (check_compatible, checkpoint_exists, load_checkpoint, remove_leftovers,
+                         save_checkpoint)
 from ..errors import (CheckpointError, ConfigError, TrainingDiverged, check_choice, check_int,
                       check_positive)
 from .evaluate import nearest_neighbours
@@ -41,6 +42,7 @@ from ..gan import GAN, check_settings
 from ..network import (paper_cifar_discriminator, paper_cifar_generator, paper_discriminator,
                        paper_generator)
 from ..optim import SGD, ExponentialDecay, MomentumRamp
+from .runlock import lock_directory
 from .schema import run_validator, train_config
 from .plot import (append_history, read_history, save_loss_curves, save_nearest_neighbour_grid,
                    save_sample_grid)
@@ -196,6 +198,8 @@ class RunDirectory:
 
     def __init__(self, out):
         self.out = Path(out)
+        lock_directory(self.out)            # one writer per directory, for the process's life
+        remove_leftovers(self.checkpoint)   # temp files of a save that was killed mid-way
         try:
             (self.out / "samples").mkdir(parents=True, exist_ok=True)
             probe = self.out / ".write-test"
@@ -327,7 +331,7 @@ class Trainer:
         g, xp = self.gan, self.be.xp
         if not bool(xp.isfinite(g.G.param_vector).all() & xp.isfinite(g.D.param_vector).all()):
             raise TrainingDiverged(f"parameters hold nan or inf at step {self.step}; "
-                                   f"the last good checkpoint in {self.out} is kept")
+                                   + self._kept())
         meta = {"config": dataclasses.asdict(self.cfg), "step": self.step, "epoch": self.epoch,
                 "backend": self.be.name, "rng_state": self.be.rng_state(),
                 "tinygan_version": __version__}
@@ -379,11 +383,14 @@ class Trainer:
 
         Ctrl-C (SIGINT) or SIGTERM is honoured between steps, never inside one: the run saves a
         checkpoint that ``--resume`` continues from and returns with ``self.interrupted``
-        set. A second Ctrl-C stops at once (the previous checkpoint stays intact).
+        set. One that comes during the final save lets it finish (and skips the figure); one
+        during the nearest-neighbour figure lets that finish. A second Ctrl-C stops at once
+        (the previous checkpoint stays intact; a half-written one leaves no temp files).
         """
         rows = []
         # nan and inf are caught explicitly once per logging interval (_check_finite) and before
-        # every save, so NumPy's per-operation floating-point warnings would only add noise
+        # every save, so NumPy's per-operation floating-point warnings would only add noise.
+        # The deferred interrupt covers everything to the end: the final save and the figure.
         with _DeferredInterrupt() as interrupt, np.errstate(all="ignore"):
             self._interrupt = interrupt
             try:
@@ -393,16 +400,25 @@ class Trainer:
                         break
                     rows.append(row)
             finally:
-                self._interrupt = None
                 self.reporter.close()
+            stopped_early = interrupt.requested
+            if self._saved_step != self.step:      # stopped mid-epoch: each epoch saves itself
+                self.save()
+            skipped = interrupt.requested
+            if not skipped:
+                self.finish()
+            self._interrupt = None
         self.interrupted = interrupt.requested
-        if self._saved_step != self.step:          # stopped mid-epoch: each epoch saves itself
-            self.save()
-        if self.interrupted:
+        if stopped_early:
             print(f"\ninterrupted at step {self.step}: checkpoint saved to "
                   f"{self.checkpoint_path}.npz; continue with --resume", flush=True)
-        else:
-            self.finish()
+        elif skipped:
+            print(f"\ninterrupted during the final save at step {self.step}: checkpoint saved to "
+                  f"{self.checkpoint_path}.npz; the nearest-neighbour figure is skipped "
+                  "(--resume draws it)", flush=True)
+        elif self.interrupted:
+            print("\ninterrupted while drawing the nearest-neighbour figure: it is finished, "
+                  "and so is the run", flush=True)
         return rows
 
     def _done(self):
@@ -474,7 +490,13 @@ class Trainer:
         if bad:
             raise TrainingDiverged(f"training diverged at step {self.step}: "
                                    + ", ".join(f"{k}={v}" for k, v in bad.items())
-                                   + f"; the last good checkpoint in {self.out} is kept")
+                                   + "; " + self._kept())
+
+    def _kept(self):
+        """What is on disk after a divergence, truly."""
+        if self._saved_step is None and not checkpoint_exists(self.checkpoint_path):
+            return f"no checkpoint was saved yet (nothing in {self.out} to resume from)"
+        return f"the last good checkpoint in {self.out} is kept"
 
     def finish(self, n=36):
         """The paper's Figure 2: samples beside their nearest training images."""
