@@ -107,6 +107,8 @@ def main(argv=None, spec=MNIST):
                           metrics_every=args.metrics_every, hidden=args.hidden or 0,
                           units=args.units or 0)
         cfg.validate()
+        from tinygan.tools.runlock import lock_directory
+        lock_directory(args.out)    # one writer per --out, held to the end (before any check)
         images = load_images(args)
         from tinygan.tools.checkpoint import checkpoint_exists
         if not args.resume and checkpoint_exists(Path(args.out) / "checkpoint"):
