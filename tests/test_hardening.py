@@ -419,3 +419,59 @@ def test_fuzz_run_meta(fuzz_run, data):
                 load()
         except CheckpointError as exc:
             assert "\n" not in str(exc)
+
+
+SLOW_WINDOW = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from tinygan.tools import train
+name = {"save": "save_checkpoint", "figure": "nearest_neighbours"}[sys.argv[2]]
+original = getattr(train.RunDirectory, name)
+def slow(self, *args, **kwargs):      # hold the window open so the signal lands inside it
+    print("WINDOW", flush=True)
+    time.sleep(2)
+    return original(self, *args, **kwargs)
+setattr(train.RunDirectory, name, slow)
+import mnist
+sys.exit(mnist.main(sys.argv[3:]))
+"""
+
+
+@pytest.mark.parametrize("window, sig, times", [
+    ("save", signal.SIGINT, 1), ("save", signal.SIGTERM, 1), ("figure", signal.SIGINT, 1),
+    ("figure", signal.SIGTERM, 1), ("save", signal.SIGINT, 2)])
+def test_signal_at_the_final_save_and_the_figure(tmp_path, window, sig, times):
+    """A signal during the final save (a run stopped mid-epoch by --max-steps saves after the
+    loop) or the nearest-neighbour figure: the work in hand completes, exit 0, no traceback.
+    A second Ctrl-C still stops at once (and leaves no temp files)."""
+    d = tiny_mnist(tmp_path / "d", n=200)
+    out = tmp_path / "out"
+    argv = ["--data-dir", str(d), "--split", "test", "--out", str(out), "--epochs", "1",
+            "--batch-size", "20", "--hidden", "8", "--units", "4", "--no-progress"]
+    if window == "save":
+        argv += ["--max-steps", "3"]             # 10 steps per epoch: the only save is the final
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_WINDOW, str(REPO / "examples"), window,
+                             *argv], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    lines = []
+    while (line := proc.stdout.readline()) and line != "WINDOW\n":
+        lines.append(line)
+    assert line == "WINDOW\n", proc.stderr.read()
+    t0 = time.time()
+    for _ in range(times):
+        proc.send_signal(sig)
+        time.sleep(0.2)
+    stdout, stderr = proc.communicate(timeout=120)
+    if times == 2:
+        assert proc.returncode != 0 and time.time() - t0 < 1.5   # stopped at once
+        assert not list(out.glob("*.tmp"))
+        return
+    assert proc.returncode == 0 and "Traceback" not in stderr, stderr
+    arrays, meta = load_checkpoint(out / "checkpoint")
+    assert meta["step"] == (3 if window == "save" else 10)
+    if window == "save":
+        assert "interrupted during the final save at step 3" in stdout
+        assert not (out / "nearest_neighbours.png").exists()
+    else:
+        assert "interrupted while drawing the nearest-neighbour figure" in stdout
+        assert (out / "nearest_neighbours.png").stat().st_size > 0
