@@ -15,7 +15,7 @@ from pathlib import Path
 from ..errors import ConfigError
 
 LOCK_NAME = ".tinygan.lock"
-_held = {}                        # realpath of the directory -> open lock file (kept open)
+_held = {}                        # realpath of the directory -> lock file descriptor (kept open)
 
 
 def lock_directory(directory):
@@ -29,23 +29,21 @@ def lock_directory(directory):
         if key in _held:
             return Path(key) / LOCK_NAME
         path = Path(key) / LOCK_NAME
-        f = open(path, "a+")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
         raise ConfigError(f"cannot write to output directory {directory}: "
                           f"{exc.strerror or exc}") from None
     try:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
+        os.close(fd)
         holder = _holder(path)
-        f.close()
         raise ConfigError(f"output directory {directory} is in use by another run "
                           f"({holder}): wait for it to end, or choose another output "
                           "directory") from None
-    f.seek(0)
-    f.truncate()
-    f.write(f"{os.getpid()}\n")
-    f.flush()
-    _held[key] = f
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    _held[key] = fd
     return path
 
 
@@ -66,6 +64,6 @@ def _holder(path, wait=2.0):
 
 def unlock_directory(directory):
     """Release this process's lock on ``directory`` (nothing if it holds none)."""
-    f = _held.pop(os.path.realpath(directory), None)
-    if f is not None:
-        f.close()
+    fd = _held.pop(os.path.realpath(directory), None)
+    if fd is not None:
+        os.close(fd)
