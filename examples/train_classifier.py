@@ -41,7 +41,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a checkout, uninstalled
 
 from tinygan import __version__  # noqa: E402
-from tinygan.tools.cli import Parser, positive_float, positive_int, unit_float, report_error  # noqa: E402
+from tinygan.tools.cli import (Parser, non_negative_int, positive_float, positive_int,  # noqa: E402
+                               report_error, unit_float)
 from tinygan.backend import BACKENDS, get_backend  # noqa: E402
 from tinygan.tools.checkpoint import save_checkpoint  # noqa: E402
 from tinygan.tools.train import load_run, sample_images  # noqa: E402
@@ -72,7 +73,7 @@ def parse_args(argv=None):
                    help="dropout: probability of keeping a hidden unit at train time")
     p.add_argument("--limit", type=positive_int, default=None,
                    help="train on the first N training images only (quick runs)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--backend", choices=BACKENDS, default="numpy")
     p.add_argument("--score-gan", metavar="CHECKPOINT", default=None,
                    help="do not train: load the classifier from --out and score this GAN "
@@ -107,7 +108,7 @@ def score_gan(args):
     gan, _, meta = load_run(args.score_gan, be)
     samples = sample_images(gan, args.n_samples)
     print(f"classifier {args.out}/checkpoint: {100 * cmeta['accuracy']:.2f}% on "
-          f"{cmeta['evaluated_on']}; GAN {args.score_gan}: epoch {meta.get('epoch')}, step "
+          f"{cmeta.get('evaluated_on', 'its held-out images')}; GAN {args.score_gan}: epoch {meta.get('epoch')}, step "
           f"{meta.get('step')}; real set: {what['eval']} ({len(ex)} images)")
     rows = [(f"GAN samples (epoch {meta.get('epoch')})", sample_quality(samples, ex, clf)),
             (f"real: {what['train']}", sample_quality(tx, ex, clf))]
@@ -132,9 +133,11 @@ def _main(args):
     if args.score_gan is not None:
         try:
             return score_gan(args)
-        except TinyGANError as exc:
+        except (TinyGANError, OSError) as exc:
             return report_error("train_classifier.py", exc)
     try:
+        from tinygan.tools.runlock import lock_directory
+        lock_directory(args.out)       # checked (and held) before training: one writer per --out
         (tx, ty), (ex, ey), what = load_data(args)
         be = get_backend(args.backend, seed=args.seed)
         clf = Classifier(in_dim=tx.shape[1], hidden=args.hidden, n_classes=10,
@@ -162,7 +165,7 @@ def _main(args):
                 "lr_decay": args.lr_decay, "seed": args.seed, "backend": be.name,
                 "tinygan_version": __version__}
         save_checkpoint(out / "checkpoint", arrays, meta)
-    except TinyGANError as exc:
+    except (TinyGANError, OSError) as exc:
         return report_error("train_classifier.py", exc)
     print(f"accuracy on {what['eval']}: {100 * accuracies[-1]:.2f}%; "
           f"wrote {out / 'checkpoint'}.npz/.json")

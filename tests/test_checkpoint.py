@@ -56,17 +56,26 @@ def _read(filename):
         return f.read()
 
 
+def _sealed(rec):
+    """The .json text of ``rec`` as the writer writes it, with a matching record_sha256 (an
+    edit an attacker reseals: to test the checks behind the checksums)."""
+    if isinstance(rec, dict):
+        rec["record_sha256"] = ck._record_sha256(rec)
+        return ck._record_text(rec)
+    return json.dumps(rec)
+
+
 def _rehash(base):
     """Rewrite base.json's sha256 to match base.npz (to test checks behind the hash)."""
     rec = json.loads(_read(base + ".json"))
     rec["npz_sha256"] = hashlib.sha256(_read(base + ".npz")).hexdigest()
-    _write(base + ".json", json.dumps(rec))
+    _write(base + ".json", _sealed(rec))
 
 
 def _edit_json(base, fn):
     rec = json.loads(_read(base + ".json"))
     fn(rec)
-    _write(base + ".json", json.dumps(rec))
+    _write(base + ".json", _sealed(rec))
 
 
 # ---------------------------------------------------------------- round trips
@@ -227,7 +236,7 @@ def test_newer_format_version(saved):
 def test_object_array_refused(tmp_path, declared):
     base = str(tmp_path / "ck")
     np.savez(base + ".npz", w=np.array([1, "a", None], dtype=object), allow_pickle=True)
-    rec = {"format_version": 1, "npz_sha256": "", "meta": {},
+    rec = {"format_version": FORMAT_VERSION, "npz_sha256": "", "meta": {},
            "arrays": {"w": {"shape": [3], "dtype": declared}}}
     _write(base + ".json", json.dumps(rec))
     _rehash(base)
@@ -251,7 +260,7 @@ def test_json_does_not_match_npz(saved, edit):
 
 def test_json_not_an_object(saved):
     _write(saved + ".json", "[1, 2, 3]")
-    with pytest.raises(CheckpointError, match="format_version"):
+    with pytest.raises(CheckpointError, match="not a JSON object"):
         load_checkpoint(saved)
 
 
@@ -430,3 +439,231 @@ def test_fuzz_load(tmp_path):
         except CheckpointError:
             outcomes["refused"] += 1
     assert outcomes["refused"] > 1500
+
+
+# ---------------------------------------------------------------- the .json verified (issue 15)
+
+def _two_saves(tmp_path):
+    """ck with a prev: prev holds n=1, the current one n=2 (META-like meta)."""
+    base = str(tmp_path / "ck")
+    save_checkpoint(base, _arrays(1.0), {**META, "n": 1})
+    save_checkpoint(base, _arrays(2.0), {**META, "n": 2})
+    return base
+
+
+def _loads_prev(base):
+    with pytest.warns(RuntimeWarning, match="previous checkpoint"):
+        arrays, meta = load_checkpoint(base)
+    assert meta["n"] == 1
+    _assert_same(arrays, _arrays(1.0))
+
+
+def test_json_bit_flips_fall_back_to_prev(tmp_path):
+    """1,500 single bit flips spread over the whole .json (its first and last bytes always
+    among them): each is refused and the prev pair loads, with a warning."""
+    base = _two_saves(tmp_path)
+    good = _read(base + ".json")
+    rng = random.Random(15)
+    positions = [0, len(good) - 1] + [rng.randrange(len(good)) for _ in range(1498)]
+    for pos in positions:
+        data = bytearray(good)
+        data[pos] ^= 1 << rng.randrange(8)
+        _write(base + ".json", bytes(data))
+        _loads_prev(base)
+
+
+@pytest.mark.parametrize("old, new", [
+    ('"n": 2', '"n": 3'), ('"lr": 0.001', '"dr": 0.001'), ('"config"', '"cknfig"'),
+    ('"lr": 0.001', '"lr": 1e400'), ('"lr": 0.001', '"lr": "0.001"'),
+    ('"lr": 0.001', '"lr": [0.001]'), ('"step": 12', '"step": 12.0'), ('"step": 12', '"step": -12'),
+    ('"lr": 0.001', '"lr": NaN'), ('"format_version": 2', '"format_version": 3'),
+    ('"format_version": 2', '"format_version": 1'), ('"layers"', '"l\\u0061yers"'),
+    ('\n "meta"', '\n  "meta"'), ('"G/W1"', '"G/W2"'),
+])
+def test_json_edits_fall_back_to_prev(tmp_path, old, new):
+    """Edits that used to load, some with another meaning: refused, prev loaded."""
+    base = _two_saves(tmp_path)
+    text = _read(base + ".json").decode()
+    assert old in text
+    _write(base + ".json", text.replace(old, new, 1))
+    _loads_prev(base)
+
+
+def test_resealed_edit_loads_and_old_format_is_refused(tmp_path):
+    """The checksum is over the content: a consistent record (as the writer would write it)
+    loads; a format-1 file (no record checksum) is one clear error."""
+    base = _two_saves(tmp_path)
+    _edit_json(base, lambda r: r["meta"].update(n=5))
+    assert load_checkpoint(base)[1]["n"] == 5
+    rec = json.loads(_read(base + ".json"))
+    del rec["record_sha256"]
+    rec["format_version"] = 1
+    for b in (base, base + ".prev"):
+        _write(b + ".json", json.dumps(rec, indent=1))
+    with pytest.raises(CheckpointError, match="format version 1.*reads only version 2"):
+        load_checkpoint(base)
+
+
+def test_validate_failure_falls_back_to_prev(saved):
+    save_checkpoint(saved, _arrays(2.0), {"n": 2})
+
+    def validate(arrays, meta):
+        if meta.get("n") == 2:
+            raise CheckpointError("n must not be 2")
+    with pytest.warns(RuntimeWarning, match="n must not be 2"):
+        assert load_checkpoint(saved, validate=validate)[1] == META
+
+
+def test_save_refuses_nan_meta(tmp_path):
+    with pytest.raises(CheckpointError, match="JSON"):
+        save_checkpoint(tmp_path / "ck", _arrays(), {"x": float("nan")})
+
+
+# ---------------------------------------------------------------- zip members (issue 15)
+
+def _rewrite_npz(base, members, compress=zipfile.ZIP_STORED, **kwargs):
+    """Replace base.npz by a zip of {name: bytes} with matching hashes (so only the member
+    checks stand between it and numpy)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compress, **kwargs) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    _write(base + ".npz", out.getvalue())
+    _rehash(base)
+
+
+def _members(base):
+    with zipfile.ZipFile(base + ".npz") as zf:
+        return {name: zf.read(name) for name in zf.namelist()}
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA])
+def test_compressed_members_refused(saved, method):
+    members = _members(saved)
+    _rewrite_npz(saved, members, method)
+    with pytest.raises(CheckpointError, match="compressed"):
+        load_checkpoint(saved)
+    # damaged compressed payload: still our error, not the decoder's
+    blob = bytearray(_read(saved + ".npz"))
+    blob[len(blob) // 3] ^= 0x55
+    _write(saved + ".npz", bytes(blob))
+    _rehash(saved)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(saved)
+
+
+def test_compressed_bomb_is_not_inflated(tmp_path):
+    """A small pair declaring a 64 MB array in a DEFLATE member: refused before inflating."""
+    import tracemalloc
+    base = str(tmp_path / "ck")
+    big = np.zeros(64 * 2**20 // 8)
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, big)
+    save_checkpoint(base, {"w": np.zeros(1)}, {})
+    _edit_json(base, lambda r: r["arrays"]["w"].update(shape=[len(big)]))
+    _rewrite_npz(base, {"w.npy": buf.getvalue()}, zipfile.ZIP_DEFLATED)
+    del big, buf
+    assert os.path.getsize(base + ".npz") < 2**20
+    tracemalloc.start()
+    try:
+        with pytest.raises(CheckpointError, match="compressed"):
+            load_checkpoint(base)
+        assert tracemalloc.get_traced_memory()[1] < 10 * 2**20
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("damage", ["extra member", "duplicate", "trailing bytes", "renamed",
+                                    "encrypted flag", "short member"])
+def test_malformed_members_refused(saved, damage):
+    members = _members(saved)
+    name = "G/W1.npy"
+    if damage == "extra member":
+        members["readme.txt"] = b"hello"
+    elif damage == "trailing bytes":
+        members[name] += b"\0" * 8
+    elif damage == "short member":
+        members[name] = members[name][:-4]
+    elif damage == "renamed":
+        members["G/W1.NPY"] = members.pop(name)
+    if damage == "duplicate":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")          # zipfile: "Duplicate name"
+            _rewrite_npz(saved, {**members})
+            with zipfile.ZipFile(saved + ".npz", "a") as zf:
+                zf.writestr(name, members[name])
+        _rehash(saved)
+    else:
+        _rewrite_npz(saved, members)
+    if damage == "encrypted flag":                   # set bit 0 in the central directory
+        blob = bytearray(_read(saved + ".npz"))
+        at = blob.rindex(b"PK\x01\x02")
+        blob[at + 8] |= 1
+        _write(saved + ".npz", bytes(blob))
+        _rehash(saved)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(saved)
+
+
+def _rezip_any(rng, npz):
+    """The npz rebuilt with a random compression method and random damage: a member mutated,
+    added, dropped or renamed; or bytes flipped after zipping."""
+    with zipfile.ZipFile(io.BytesIO(npz)) as zf:
+        members = {name: zf.read(name) for name in zf.namelist()}
+    kind = rng.randrange(4)
+    victim = rng.choice(sorted(members))
+    if kind == 0:
+        members[victim] = _mutate(rng, members[victim])
+    elif kind == 1:
+        members[rng.choice(["x.npy", "a/w.npy.npy", victim.upper()])] = members[victim]
+    elif kind == 2:
+        del members[victim]
+    method = rng.choice([zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2,
+                         zipfile.ZIP_LZMA])
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", method) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    data = out.getvalue()
+    return _mutate(rng, data) if kind == 3 else data
+
+
+def test_fuzz_members(tmp_path):
+    """1,000 rebuilt archives (random compression, member damage) behind a matching hash:
+    each raises CheckpointError or loads exactly the saved arrays (stored, undamaged)."""
+    src = str(tmp_path / "src")
+    saved = {"a/w": np.arange(12, dtype=np.float32).reshape(3, 4), "b": np.arange(3)}
+    save_checkpoint(src, saved, {"n": 1})
+    npz, js = _read(src + ".npz"), _read(src + ".json")
+    base = str(tmp_path / "ck")
+    rng, outcomes = random.Random(7), {"ok": 0, "refused": 0}
+    for _ in range(1000):
+        _write(base + ".npz", _rezip_any(rng, npz))
+        _write(base + ".json", js)
+        _rehash(base)
+        try:
+            arrays, _ = load_checkpoint(base)
+        except CheckpointError:
+            outcomes["refused"] += 1
+            continue
+        _assert_same(arrays, saved)
+        outcomes["ok"] += 1
+    assert outcomes["refused"] > 700 and outcomes["ok"] > 0
+
+
+def test_failed_save_leaves_no_temp_files(tmp_path, monkeypatch):
+    base = str(tmp_path / "ck")
+    save_checkpoint(base, _arrays(), META)
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(ck.os, "replace", full_disk)
+    with pytest.raises(CheckpointError, match="No space left"):
+        save_checkpoint(base, _arrays(2.0), META)
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+    assert load_checkpoint(base)[1] == META
+    monkeypatch.undo()
+    _write(base + ".npz.tmp", b"left by a SIGKILL")
+    _write(base + ".json.tmp", b"{")
+    ck.remove_leftovers(base)
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]

@@ -386,3 +386,21 @@ def test_trainer_takes_unbounded_cifar_but_not_mnist(tmp_path):
         Trainer(TrainConfig(batch_size=10, out=str(tmp_path / "m")), x[:, :784], progress=False)
     with pytest.raises(ConfigError, match="unknown dataset"):
         TrainConfig(dataset="cifar100").validate()
+
+
+def test_archive_of_many_members_is_refused_early(tmp_path):
+    """Issue 15: a small archive repeating a header thousands of times (each one kept in memory
+    by tarfile) is refused after a few members, and nothing is extracted."""
+    import io
+    import tarfile
+    from tinygan.errors import DataError
+    from tinygan.tools.cifar import extract_archive
+    archive = tmp_path / "cifar-10-binary.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for _ in range(5000):
+            info = tarfile.TarInfo("cifar-10-batches-bin")
+            info.type = tarfile.DIRTYPE
+            tar.addfile(info, io.BytesIO())
+    with pytest.raises(DataError, match="more than 16 members"):
+        extract_archive(archive, tmp_path / "out")
+    assert not list((tmp_path / "out").iterdir())

@@ -16,6 +16,7 @@ path, a ``..``, a special file, an unexpected member or a member of the wrong si
 and nothing is ever written outside the cache directory.
 """
 
+import gzip
 import os
 import shutil
 import tarfile
@@ -139,6 +140,32 @@ def _copy_member(tar, member, dest):
                         f"{member.size} bytes)")
 
 
+_MAX_MEMBERS = 16            # the archive holds 9 entries (its folder, 6 .bin, 2 text files)
+
+
+class _Bounded:
+    """A read-only stream that refuses (DataError) to deliver more than ``limit`` bytes in all:
+    the archive is inflated and read in bounded amounts, whatever its headers claim."""
+
+    def __init__(self, f, limit):
+        self.f, self.limit, self.count = f, limit, 0
+
+    def read(self, n=-1):
+        if n is None or n < 0 or n > self.limit - self.count:
+            n = self.limit - self.count + 1          # one byte beyond the limit tells
+        data = self.f.read(n)
+        self.count += len(data)
+        if self.count > self.limit:
+            raise DataError(f"more than {self.limit} bytes once inflated: not the CIFAR-10 archive")
+        return data
+
+
+def _max_archive_bytes():
+    """The most the genuine archive can hold once inflated (files, tar headers, padding)."""
+    data = (len(TRAIN_FILES) + 1) * RECORDS_PER_FILE * RECORD
+    return data + len(EXTRA_FILES) * _EXTRA_LIMIT + (1 << 20)
+
+
 def extract_archive(archive, dest_dir=None):
     """Extract the CIFAR-10 binary archive into ``dest_dir``/cifar-10-batches-bin (default: the
     cache) and return that directory.
@@ -157,16 +184,23 @@ def extract_archive(archive, dest_dir=None):
         raise DataError(f"cannot create {dest_dir} to extract {archive.name} into ({exc}). "
                         f"{_where_to_put(NAME)}") from None
     try:
-        seen = set()
-        with tarfile.open(archive, "r:*") as tar:
-            for member in tar:                 # streaming: one member at a time
-                filename = _member_name(member)
-                if filename is None:
-                    continue
-                if filename in seen:
-                    raise DataError(f"refusing archive member {member.name!r}: appears twice")
-                seen.add(filename)
-                _copy_member(tar, member, staging / filename)
+        seen, count = set(), 0
+        with open(archive, "rb") as raw:
+            gz = raw.read(2) == b"\x1f\x8b"
+            raw.seek(0)
+            stream = _Bounded(gzip.GzipFile(fileobj=raw) if gz else raw, _max_archive_bytes())
+            with tarfile.open(fileobj=stream, mode="r|") as tar:
+                for member in tar:                 # streaming: one member at a time
+                    count += 1
+                    if count > _MAX_MEMBERS:
+                        raise DataError(f"more than {_MAX_MEMBERS} members: not the CIFAR-10 archive")
+                    filename = _member_name(member)
+                    if filename is None:
+                        continue
+                    if filename in seen:
+                        raise DataError(f"refusing archive member {member.name!r}: appears twice")
+                    seen.add(filename)
+                    _copy_member(tar, member, staging / filename)
         missing = [f for f in TRAIN_FILES + (TEST_FILE,) if f not in seen]
         if missing:
             raise DataError(f"lacks {', '.join(missing)}")

@@ -226,10 +226,11 @@ def load_classifier(path, backend=None):
     form of its checkpoint path. Returns (classifier, meta)."""
     from pathlib import Path
     from .checkpoint import load_checkpoint
+    from .schema import validate_classifier
     from ..errors import CheckpointError
     if Path(path).is_dir():                     # a run directory: its checkpoint
         path = Path(path) / "checkpoint"
-    arrays, meta = load_checkpoint(path)
+    arrays, meta = load_checkpoint(path, validate=validate_classifier)
     arch = meta.get("architecture")
     if not isinstance(arch, dict):
         raise CheckpointError(f"{path}: no 'architecture' in the meta: not a classifier checkpoint")

@@ -57,7 +57,15 @@ def unit_float(text):
     return _number(text, "a number in (0, 1]", float, lambda v: 0 < v <= 1)
 
 
+def printable(text, stream=None):
+    """``text`` as ``stream`` (default stderr) can print it whatever its encoding and error
+    handler: what it cannot encode (a path's undecodable bytes, kept by Python as surrogates)
+    becomes a backslash escape."""
+    encoding = getattr(stream or sys.stderr, "encoding", None) or "utf-8"
+    return str(text).encode(encoding, "backslashreplace").decode(encoding, "replace")
+
+
 def report_error(prog, exc):
     """Print ``prog: error: <message on one line>`` to stderr; return exit status 1."""
-    print(f"{prog}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+    print(printable(f"{prog}: error: {' '.join(str(exc).split())}"), file=sys.stderr)
     return 1

@@ -16,7 +16,7 @@ Exit status: 0 done (or interrupted with a checkpoint saved), 1 error, 2 bad usa
 import sys
 from pathlib import Path
 
-from .cli import Parser, non_negative_int, positive_float, positive_int, report_error
+from .cli import Parser, non_negative_int, positive_float, positive_int, printable, report_error
 from ..backend import BACKENDS
 from ..errors import CheckpointError, ConfigError, TinyGANError
 from ..gan import SCHEDULES
@@ -208,7 +208,8 @@ def clear_run(out):
     """Delete the files of a run in ``out`` (--force): checkpoint, metrics, pictures."""
     out = Path(out)
     names = ["checkpoint.npz", "checkpoint.json", "checkpoint.prev.npz", "checkpoint.prev.json",
-             "metrics.csv", "curves.png", "nearest_neighbours.png"]
+             "metrics.csv", "intervals.csv", "curves.png", "gradients.png", "saturation.png",
+             "nearest_neighbours.png"]
     for path in [out / n for n in names] + sorted((out / "samples").glob("epoch_*.png")):
         if path.is_file():
             path.unlink()
@@ -226,7 +227,9 @@ def train(argv=None, spec=SPECS["mnist"]):
     try:
         from ..backend import get_backend
         from .checkpoint import checkpoint_exists
+        from .runlock import lock_directory
         from .train import Trainer, TrainConfig, load_training_images, small_model_threads
+        lock_directory(args.out)    # one writer per --out, held to the end (before any check)
         meta = None
         if args.resume:
             args, meta = resumed_settings(args)
@@ -255,9 +258,10 @@ def train(argv=None, spec=SPECS["mnist"]):
         make = Trainer.resume if args.resume else Trainer
         with small_model_threads(cfg, backend):
             trainer = make(cfg, images, backend=backend, progress=not args.no_progress)
-            print(f"tinygan: {args.dataset} {args.split} ({len(images)} images), backend "
-                  f"{backend.name}, {trainer.steps_per_epoch} steps/epoch, from epoch "
-                  f"{trainer.epoch} step {trainer.step}, out {args.out}", flush=True)
+            print(printable(f"tinygan: {args.dataset} {args.split} ({len(images)} images), "
+                            f"backend {backend.name}, {trainer.steps_per_epoch} steps/epoch, from "
+                            f"epoch {trainer.epoch} step {trainer.step}, out {args.out}", sys.stdout),
+                  flush=True)
             trainer.run()
     except (TinyGANError, OSError) as exc:
         return report_error(prog, exc)

@@ -56,6 +56,8 @@ _IDX_TYPES = {0x08: "uint8", 0x09: "int8", 0x0B: "int16", 0x0C: "int32", 0x0D: "
               0x0E: "float64"}
 _CHUNK = 1 << 20
 TIMEOUT = 30.0
+MAX_IDX_BYTES = 1 << 31     # the largest IDX payload read_idx accepts (MNIST's largest: 47 MB)
+GZIP_MAX_RATIO = 1032       # DEFLATE cannot expand a byte into more than ~1032 bytes
 
 
 def _read_bounded(f, limit):
@@ -76,7 +78,9 @@ def read_idx(path):
     Raises ``DataError`` naming the file and the fault for a missing or unreadable file, a bad
     magic number, a type other than 0x08 (uint8), a bad ndim, a payload shorter or longer than
     the header declares, or a corrupt gzip stream. Nothing is allocated for a header's claim
-    before the file has shown that it holds that much data.
+    before the file has shown that it holds that much data; a gzip file is inflated in 1 MB
+    chunks, never beyond the declared payload plus one byte, and a declared payload above
+    MAX_IDX_BYTES or beyond what its compressed size can hold is refused before inflating.
     """
     path = Path(path)
     gz = path.name.endswith(".gz")
@@ -103,10 +107,18 @@ def read_idx(path):
             claimed = 1
             for d in shape:
                 claimed *= d
+            if claimed > MAX_IDX_BYTES:
+                raise DataError(f"{path}: header declares shape {shape} = {claimed} bytes, "
+                                f"more than the {MAX_IDX_BYTES} read_idx accepts")
             if not gz:
                 actual = os.fstat(f.fileno()).st_size - 4 - 4 * ndim
                 if actual != claimed:
                     raise _size_error(path, shape, claimed, actual)
+            else:         # refuse what the compressed size cannot hold, before inflating it
+                packed = os.fstat(f.fileobj.fileno()).st_size
+                if 4 + 4 * ndim + claimed > GZIP_MAX_RATIO * packed + 1024:
+                    raise DataError(f"{path}: header declares shape {shape} = {claimed} bytes, "
+                                    f"more than {packed} compressed bytes can hold")
             payload = _read_bounded(f, claimed + 1)
     except (OSError, EOFError, zlib.error) as exc:
         corrupt = isinstance(exc, (gzip.BadGzipFile, EOFError, zlib.error))

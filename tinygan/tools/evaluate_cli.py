@@ -18,6 +18,7 @@ Prints `log-likelihood: MEAN +- SE (sigma=S)`.
 """
 
 import json
+import os
 
 import numpy as np
 
@@ -68,6 +69,29 @@ def interpolation(gan, path, rows=8, steps=10, shape=(28, 28)):
     return save_interpolation_grid(images.reshape(rows, steps, -1), path, shape=shape, title=title)
 
 
+def available_memory():
+    """Bytes of memory available now (Linux /proc/meminfo), else the physical memory."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_memory(n, dim):
+    """Refuse --samples that cannot fit: the samples are float32 (n, dim), held about three
+    times at once (host, device, the estimator's augmented copy)."""
+    need = 3 * 4 * n * (dim + 1)
+    have = available_memory()
+    if need > have:
+        raise ConfigError(f"--samples {n} needs about {need / 2**30:,.1f} GiB of memory "
+                          f"({n} x {dim} float32 samples, about three copies); "
+                          f"{have / 2**30:,.1f} GiB are available: draw fewer")
+
+
 def main(argv=None, prog="evaluate.py"):
     """The command line; returns the exit status (0, 1 error, 2 bad usage)."""
     p = Parser(prog=prog, description=__doc__.split("\n\n")[0])
@@ -89,6 +113,7 @@ def main(argv=None, prog="evaluate.py"):
     try:
         be = get_backend(args.backend, seed=args.seed)
         gan, cfg, meta = load_run(args.run, be)
+        check_memory(args.samples, 3072 if cfg.dataset == "cifar10" else 784)
         validation, test, what = protocol(cfg, args.data_dir)
         print(f"checkpoint: epoch {meta.get('epoch')}, step {meta.get('step')}; {what}", flush=True)
         samples = sample_images(gan, args.samples)

@@ -44,7 +44,8 @@ import numpy as np
 
 from .. import __version__
 from ..backend import get_backend
-from .checkpoint import check_compatible, checkpoint_exists, load_checkpoint, save_checkpoint
+from .checkpoint import (check_compatible, checkpoint_exists, load_checkpoint, remove_leftovers,
+                         save_checkpoint)
 from ..errors import (CheckpointError, ConfigError, TrainingDiverged, check_choice, check_int,
                       check_positive)
 from .evaluate import nearest_neighbours
@@ -54,6 +55,8 @@ from ..gan import GAN, check_settings
 from ..network import (paper_cifar_discriminator, paper_cifar_generator, paper_discriminator,
                        paper_generator)
 from ..optim import SGD, ExponentialDecay, MomentumRamp
+from .runlock import lock_directory
+from .schema import run_validator, train_config
 from .plot import (append_history, read_history, save_loss_curves, save_nearest_neighbour_grid,
                    save_sample_grid)
 
@@ -185,9 +188,8 @@ def load_run(path, backend=None):
     backend setting) with G, D and the optimizers as saved; ``cfg`` the run's TrainConfig;
     ``meta`` the checkpoint's meta (step, epoch, ...). A checkpoint holding G alone loads too
     (D and the optimizers then keep their initial state)."""
-    arrays, meta = load_checkpoint(checkpoint_path(path))
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    cfg = TrainConfig(**{k: v for k, v in meta.get("config", {}).items() if k in fields})
+    arrays, meta = load_checkpoint(checkpoint_path(path), validate=run_validator(complete=False))
+    cfg = train_config(meta["config"])
     backend = backend or get_backend(cfg.backend, seed=cfg.seed)
     gan = build_gan(cfg, backend, pixel_mean=None)       # every parameter comes from the file
     try:
@@ -209,6 +211,8 @@ class RunDirectory:
 
     def __init__(self, out):
         self.out = Path(out)
+        lock_directory(self.out)            # one writer per directory, for the process's life
+        remove_leftovers(self.checkpoint)   # temp files of a save that was killed mid-way
         try:
             (self.out / "samples").mkdir(parents=True, exist_ok=True)
             probe = self.out / ".write-test"
@@ -406,7 +410,7 @@ class Trainer:
         g, xp = self.gan, self.be.xp
         if not bool(xp.isfinite(g.G.param_vector).all() & xp.isfinite(g.D.param_vector).all()):
             raise TrainingDiverged(f"parameters hold nan or inf at step {self.step}; "
-                                   f"the last good checkpoint in {self.out} is kept")
+                                   + self._kept())
         meta = {"config": dataclasses.asdict(self.cfg), "step": self.step, "epoch": self.epoch,
                 "backend": self.be.name, "rng_state": self.be.rng_state(),
                 "tinygan_version": __version__}
@@ -423,8 +427,8 @@ class Trainer:
         path = Path(path) if path else Path(cfg.out) / "checkpoint"
         if not checkpoint_exists(path):
             raise CheckpointError(f"no checkpoint to resume at {path}.npz: start without --resume")
-        arrays, meta = load_checkpoint(path)
-        saved = meta.get("config", {})
+        arrays, meta = load_checkpoint(path, validate=run_validator(complete=True))
+        saved = meta["config"]
         for key in ("batch_size", "objective", "schedule", "k", "noise_dim", "dataset", "split",
                     "limit", "lr", "lr_decay", "min_lr", "seed", "hidden", "units"):
             if key in saved and saved[key] != getattr(cfg, key):
@@ -458,11 +462,15 @@ class Trainer:
 
         Ctrl-C (SIGINT) or SIGTERM is honoured between steps, never inside one: the run saves a
         checkpoint that ``--resume`` continues from and returns with ``self.interrupted``
-        set. A second Ctrl-C stops at once (the previous checkpoint stays intact).
+        set, after drawing the nearest-neighbour figure of the run so far. One that comes during
+        the final save lets it finish (and skips the figure); one during the figure lets that
+        finish. A second Ctrl-C stops at once
+        (the previous checkpoint stays intact; a half-written one leaves no temp files).
         """
         rows = []
         # nan and inf are caught explicitly once per logging interval (_check_finite) and before
-        # every save, so NumPy's per-operation floating-point warnings would only add noise
+        # every save, so NumPy's per-operation floating-point warnings would only add noise.
+        # The deferred interrupt covers everything to the end: the final save and the figure.
         with _DeferredInterrupt() as interrupt, np.errstate(all="ignore"):
             self._interrupt = interrupt
             try:
@@ -472,15 +480,26 @@ class Trainer:
                         break
                     rows.append(row)
             finally:
-                self._interrupt = None
                 self.reporter.close()
+            stopped_early = interrupt.requested     # Ctrl-C while training
+            self.interrupted = stopped_early
+            if self._saved_step != self.step:      # stopped mid-epoch: each epoch saves itself
+                self.save()
+            skipped = interrupt.requested and not stopped_early   # a signal during that save
+            if not skipped:
+                self.finish()                      # Figure 2 of the run so far, interrupted or not
+            self._interrupt = None
         self.interrupted = interrupt.requested
-        if self._saved_step != self.step:          # stopped mid-epoch: each epoch saves itself
-            self.save()
-        self.finish()                    # Figure 2 of the run so far, interrupted or not
-        if self.interrupted:
+        if stopped_early:
             print(f"\ninterrupted at step {self.step}: checkpoint saved to "
                   f"{self.checkpoint_path}.npz; continue with --resume", flush=True)
+        elif skipped:
+            print(f"\ninterrupted during the final save at step {self.step}: checkpoint saved to "
+                  f"{self.checkpoint_path}.npz; the nearest-neighbour figure is skipped "
+                  "(--resume draws it)", flush=True)
+        elif self.interrupted:
+            print("\ninterrupted while drawing the nearest-neighbour figure: it is finished, "
+                  "and so is the run", flush=True)
         return rows
 
     def _done(self):
@@ -583,7 +602,13 @@ class Trainer:
         if bad:
             raise TrainingDiverged(f"training diverged at step {self.step}: "
                                    + ", ".join(f"{k}={v}" for k, v in bad.items())
-                                   + f"; the last good checkpoint in {self.out} is kept")
+                                   + "; " + self._kept())
+
+    def _kept(self):
+        """What is on disk after a divergence, truly."""
+        if self._saved_step is None and not checkpoint_exists(self.checkpoint_path):
+            return f"no checkpoint was saved yet (nothing in {self.out} to resume from)"
+        return f"the last good checkpoint in {self.out} is kept"
 
     def finish(self, n=36):
         """The paper's Figure 2: samples beside their nearest training images."""

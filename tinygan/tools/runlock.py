@@ -1,0 +1,69 @@
+"""One writer per output directory: an exclusive ``fcntl.flock`` on ``<dir>/.tinygan.lock``.
+
+A run (train.RunDirectory) or a classifier training (examples/train_classifier.py) takes the
+lock before it writes anything and holds it until the process ends; the OS releases it when
+the process dies, however it dies, so a stale lock file never blocks anyone. A second process
+asking for the same directory is refused at once with ConfigError naming the holder's PID
+(written into the lock file). Within one process the lock is taken once per directory and
+shared (a Trainer then its resume in one script are one writer).
+"""
+
+import os
+import time
+from pathlib import Path
+
+from ..errors import ConfigError
+
+LOCK_NAME = ".tinygan.lock"
+_held = {}                        # realpath of the directory -> lock file descriptor (kept open)
+
+
+def lock_directory(directory):
+    """Create ``directory`` (and parents) and lock it for this process; ConfigError if another
+    process holds it or it cannot be created. Returns the lock file's path."""
+    import fcntl
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        key = os.path.realpath(directory)
+        if key in _held:
+            return Path(key) / LOCK_NAME
+        path = Path(key) / LOCK_NAME
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise ConfigError(f"cannot write to output directory {directory}: "
+                          f"{exc.strerror or exc}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        holder = _holder(path)
+        raise ConfigError(f"output directory {directory} is in use by another run "
+                          f"({holder}): wait for it to end, or choose another output "
+                          "directory") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    _held[key] = fd
+    return path
+
+
+def _holder(path, wait=2.0):
+    """'PID n' from the lock file (the holder writes it right after locking: wait a moment)."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            text = ""
+        if text.isdigit():
+            return f"PID {text}"
+        if time.monotonic() > deadline:
+            return "PID unknown"
+        time.sleep(0.05)
+
+
+def unlock_directory(directory):
+    """Release this process's lock on ``directory`` (nothing if it holds none)."""
+    fd = _held.pop(os.path.realpath(directory), None)
+    if fd is not None:
+        os.close(fd)
