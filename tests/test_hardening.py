@@ -312,7 +312,7 @@ def test_leftover_temp_files_cleaned_at_start(tmp_path):
     out = _tiny_run(tmp_path)
     (out / "checkpoint.npz.tmp").write_bytes(b"\0" * 1000)      # a save killed mid-way
     (out / "checkpoint.json.tmp").write_bytes(b"{")
-    out2 = _tiny_run(tmp_path, ["--resume", "--epochs", "1"])
+    out2 = _tiny_run(tmp_path, ["--resume", "--epochs", "2"])     # (a finished run is not restarted)
     assert out2 == out and not list(out.glob("*.tmp"))
 
 

@@ -176,7 +176,8 @@ def resumed_settings(args):
     except CheckpointError:
         raise CheckpointError(f"no checkpoint to resume in {args.out}: start without --resume "
                               "(or give the run's --out)") from None
-    _, meta = load_checkpoint(path)
+    from .schema import run_validator
+    _, meta = load_checkpoint(path, validate=run_validator(complete=True))
     saved = meta.get("config", {})
     for key in MUST_AGREE:
         if key not in saved:
