@@ -135,6 +135,17 @@ class Backend:
         base = [] if self.seed is None else [int(self.seed)]
         self.rng = self.xp.random.default_rng(base + [int(k) for k in keys])
 
+    def cuda_graph_problem(self):
+        """None when this backend can capture a CUDA graph (CuPy's stream capture), else a
+        one-line reason (tinygan/tools/cuda_graph.py)."""
+        if self.name != "cupy":
+            return f"CUDA graphs need the cupy backend (this is {self.name})"
+        if getattr(self.xp.cuda, "EMULATED", False):
+            return "the CuPy emulation (NumPy on the host) has no CUDA graphs: run on a GPU"
+        if not hasattr(self.xp.cuda.Stream, "begin_capture"):
+            return "this CuPy has no stream capture (Stream.begin_capture): no CUDA graphs"
+        return None
+
     def synchronize(self):
         """Wait for the device to finish queued work (needed before reading a clock). No-op on NumPy."""
         if self.name == "cupy":

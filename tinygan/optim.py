@@ -74,6 +74,12 @@ class Optimizer:
     def set_epoch(self, epoch):
         """Apply any per-epoch schedule (call at the start of each epoch)."""
 
+    def step(self):
+        """One update: ``apply`` with this step's ``hyperparameters``, then t counts it."""
+        numbers = self.hyperparameters()
+        self.t += 1
+        self.apply(*numbers)
+
     def state(self):
         """{name: array or number}: the state arrays (views: copy before keeping) and t."""
         out = {name: getattr(self, name) for name in self._arrays}
@@ -118,11 +124,14 @@ class SGD(Optimizer):
         if self.momentum_schedule is not None:
             self.momentum = float(self.momentum_schedule(epoch))
 
-    def step(self):
-        """v <- mu v - lr_t g;  p <- p + v  (in one fused pass: kernels.sgd)."""
-        kernels.sgd(self.params, self.velocity, self.grads, self.current_lr, self.momentum,
-                    self._scratch)
-        self.t += 1
+    def hyperparameters(self):
+        """The numbers the next step's update takes: (lr_t, mu)."""
+        return self.current_lr, self.momentum
+
+    def apply(self, lr, mu):
+        """v <- mu v - lr g;  p <- p + v  (in one fused pass: kernels.sgd). lr and mu may be
+        0-d device arrays (a CUDA graph reads them there: tinygan/tools/cuda_graph.py)."""
+        kernels.sgd(self.params, self.velocity, self.grads, lr, mu, self._scratch)
 
     def state(self):
         return {**super().state(), "momentum": self.momentum}
@@ -145,11 +154,15 @@ class Adam(Optimizer):
         self.m = params * 0
         self.v = params * 0
 
-    def step(self):
+    def hyperparameters(self):
+        """The numbers the next step's update takes: (a_t, eps_t), Adam's bias corrections for
+        step t + 1 (the step being taken) folded in."""
+        t = self.t + 1
+        lr = self.lr if self.decay is None else self.decay(self.lr, t)
+        return kernels.adam_step_sizes(lr, self.beta1, self.beta2, self.eps, t)
+
+    def apply(self, lr_t, eps_t):
         """m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;  p <- p - a_t m / (sqrt(v) + eps_t)
         (in one fused pass: kernels.adam)."""
-        self.t += 1
-        lr_t, eps_t = kernels.adam_step_sizes(self.current_lr, self.beta1, self.beta2, self.eps,
-                                              self.t)
         kernels.adam(self.params, self.m, self.v, self.grads, self.beta1, self.beta2, lr_t, eps_t,
                      self._scratch)
