@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .cli import Parser, non_negative_int, positive_float, positive_int, printable, report_error
 from ..backend import BACKENDS
-from ..errors import CheckpointError, ConfigError, TinyGANError
+from ..errors import BackendError, CheckpointError, ConfigError, TinyGANError
 from ..gan import SCHEDULES
 from ..losses import OBJECTIVES
 
@@ -143,6 +143,9 @@ def train_parser(spec=SPECS["mnist"]):
                         f"CIFAR-10{resumed})")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (plain log lines are printed when not on a terminal)")
+    p.add_argument("--cuda-graph", action="store_true",
+                   help="with --backend cupy: capture the training step once as a CUDA graph "
+                        "and replay it (fewer launches; tinygan/tools/cuda_graph.py)")
     return p
 
 
@@ -163,6 +166,9 @@ def parse_train_args(argv=None, spec=SPECS["mnist"]):
         p.error("--k > 1 needs --schedule alternating")
     if args.resume and args.force:
         p.error("--resume continues a run, --force replaces it: give one")
+    if args.cuda_graph and args.backend == "numpy" and ("backend" in args.explicit
+                                                        or not args.resume):
+        p.error("--cuda-graph needs --backend cupy (CUDA graphs are a GPU feature)")
     return args
 
 
@@ -245,6 +251,8 @@ def train(argv=None, spec=SPECS["mnist"]):
                                   "continue it, --force to replace it, or choose another --out")
             clear_run(args.out)
         backend = get_backend(args.backend, seed=args.seed)
+        if args.cuda_graph and backend.cuda_graph_problem():
+            raise BackendError(f"--cuda-graph: {backend.cuda_graph_problem()}")
         cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, objective=args.objective,
                           schedule=args.schedule, k=args.k, lr=args.lr, seed=args.seed,
                           backend=backend.name, out=args.out, log_every=args.log_every,
@@ -258,9 +266,11 @@ def train(argv=None, spec=SPECS["mnist"]):
                                       download=download_setting(args))
         make = Trainer.resume if args.resume else Trainer
         with small_model_threads(cfg, backend):
-            trainer = make(cfg, images, backend=backend, progress=not args.no_progress)
+            trainer = make(cfg, images, backend=backend, progress=not args.no_progress,
+                           cuda_graph=args.cuda_graph)
             print(printable(f"tinygan: {args.dataset} {args.split} ({len(images)} images), "
-                            f"backend {backend.name}, {trainer.steps_per_epoch} steps/epoch, from "
+                            f"backend {backend.name}{' (CUDA graph)' if args.cuda_graph else ''}, "
+                            f"{trainer.steps_per_epoch} steps/epoch, from "
                             f"epoch {trainer.epoch} step {trainer.step}, out {args.out}", sys.stdout),
                   flush=True)
             trainer.run()

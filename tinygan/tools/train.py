@@ -46,8 +46,8 @@ from .. import __version__
 from ..backend import get_backend
 from .checkpoint import (check_compatible, checkpoint_exists, load_checkpoint, remove_leftovers,
                          save_checkpoint)
-from ..errors import (CheckpointError, ConfigError, TrainingDiverged, check_choice, check_int,
-                      check_positive)
+from ..errors import (BackendError, CheckpointError, ConfigError, TrainingDiverged, check_choice,
+                      check_int, check_positive)
 from .evaluate import nearest_neighbours
 from .gradflow import (RATIO_KEY, SATURATION_KEYS, gradient_ratio, save_gradient_flow,
                        save_saturation, saturation, weight_gradient_norms)
@@ -360,7 +360,7 @@ def small_model_threads(cfg, backend):
 class Trainer:
     """Runs a GAN over host images (N, D_x) float32 in [0, 1] according to a TrainConfig."""
 
-    def __init__(self, cfg, images, backend=None, progress=True):
+    def __init__(self, cfg, images, backend=None, progress=True, cuda_graph=False):
         self.cfg = cfg.validate()
         images = np.asarray(images, dtype=np.float32)
         if images.ndim != 2 or len(images) == 0:
@@ -374,6 +374,10 @@ class Trainer:
             raise ConfigError(f"{len(images)} training images are fewer than one batch of {self.m}")
         self.images = images
         self.be = backend or get_backend(cfg.backend, seed=cfg.seed)
+        if cuda_graph and self.be.cuda_graph_problem():
+            raise BackendError(f"--cuda-graph: {self.be.cuda_graph_problem()}")
+        self.cuda_graph = bool(cuda_graph)   # replay the step as a CUDA graph (tools/cuda_graph.py)
+        self._graphed = None                 # the GraphedStep, captured at the first step
         self.data = self.be.asarray(images)              # on the device once, indexed per batch
         self.gan = build_gan(cfg, self.be, None if cfg.dataset == "cifar10" else images.mean(axis=0))
         self.steps_per_epoch = len(images) // self.m
@@ -418,7 +422,7 @@ class Trainer:
         self._saved_step = self.step
 
     @classmethod
-    def resume(cls, cfg, images, backend=None, progress=True, path=None):
+    def resume(cls, cfg, images, backend=None, progress=True, path=None, cuda_graph=False):
         """A Trainer restored from ``path`` (default: ``cfg.out``/checkpoint), ready to go on.
 
         ``cfg.epochs`` and ``cfg.max_steps`` may differ from the saved run (to train longer);
@@ -434,7 +438,7 @@ class Trainer:
             if key in saved and saved[key] != getattr(cfg, key):
                 raise CheckpointError(f"checkpoint {path} was made with {key}={saved[key]!r}, "
                                       f"this run asks for {getattr(cfg, key)!r}")
-        trainer = cls(cfg, images, backend=backend, progress=progress)
+        trainer = cls(cfg, images, backend=backend, progress=progress, cuda_graph=cuda_graph)
         trainer.load_state(arrays, meta)
         return trainer
 
@@ -521,7 +525,7 @@ class Trainer:
             if self._done():
                 self.reporter.close()
                 return None
-            stats = gan.train_step(self.data[order[i * self.m:(i + 1) * self.m]])
+            stats = self._train_step(self.data[order[i * self.m:(i + 1) * self.m]])
             stats.update(weight_gradient_norms(gan))            # 0-d device arrays: no sync
             sums = dict(stats) if sums is None else {k: sums[k] + v for k, v in stats.items()}
             count += 1
@@ -552,6 +556,16 @@ class Trainer:
         self.save()
         self.reporter.epoch_line(row, cfg.epochs, self._eta(seconds, count))
         return row
+
+    def _train_step(self, real):
+        """gan.train_step(real), or its CUDA-graph replay with ``cuda_graph`` (captured at the
+        first step, after any resume has reseeded the generator)."""
+        if not self.cuda_graph:
+            return self.gan.train_step(real)
+        if self._graphed is None:
+            from .cuda_graph import GraphedStep
+            self._graphed = GraphedStep(self.gan, real.shape)
+        return self._graphed(real)
 
     def _eta(self, seconds, count):
         """Seconds left, from this epoch's speed: to cfg.epochs, or to cfg.max_steps if sooner."""
