@@ -19,6 +19,9 @@ run and interleaved in blocks:
   torch  the same model and step in PyTorch eager on the same device (if torch is installed;
          on CPU with torch.set_num_threads equal to NumPy's BLAS threads), checked first to
          compute the same thing (same weights, inputs and dropout masks -> same parameters);
+  graph  (CuPy, where stream capture exists) the same step captured once as a CUDA graph and
+         replayed (tools/cuda_graph.py, ``--cuda-graph`` of training): its own table row,
+         "cupy (CUDA graph)", with the same PyTorch and GEMM columns;
   gemm   exactly the matrix products one iteration needs, alone, on preallocated arrays;
          the table splits tinygan's step into them and the rest (tinygan - GEMM, per block).
 Each block times ``--iters`` iterations of each variant in turn; medians (min, max) over
@@ -81,6 +84,19 @@ def tinygan_variant(be, m, seed=0, model="mnist"):
     def run():
         gan.train_step(real)
     return run, gan
+
+
+def graph_variant(be, m, seed=0, model="mnist"):
+    """tinygan_variant's step captured once as a CUDA graph and replayed (CuPy only)."""
+    from .cuda_graph import GraphedStep
+    _, gan = tinygan_variant(be, m, seed, model)
+    spec = model_spec(model)
+    real = be.asarray(_real_batch(spec, m, seed))
+    step = GraphedStep(gan, real.shape)
+
+    def run():
+        step(real)
+    return run
 
 
 def torch_variant(be, m, seed=0, threads=None, model="mnist"):
@@ -282,6 +298,9 @@ def run_backend(name, batch_sizes, blocks, iters, warmup, with_torch, model="mni
         variants = {"tinygan": tinygan_variant(be, m, model=model)[0]}
         if with_torch:
             variants["torch"] = torch_variant(be, m, threads=blas_threads(), model=model)
+        graphs = be.cuda_graph_problem() is None
+        if graphs:
+            variants["graph"] = graph_variant(be, m, model=model)
         variants["gemm"] = gemm_variant(be, m, model)
         t = measure(variants, be, blocks, max(1, iters * 100 // m), warmup)
         row = {"model": model_spec(model)["name"], "backend": name, "batch": m,
@@ -295,10 +314,25 @@ def run_backend(name, batch_sizes, blocks, iters, warmup, with_torch, model="mni
         if "torch" in t:
             row["ratio_torch"] = summary([a / b for a, b in zip(t["tinygan"], t["torch"])])
         rows.append(row)
+        if graphs:
+            rows.append(_graph_row(row, t, m))
         print(f"  {name} batch {m}: tinygan {row['tinygan']['median']:.2f} ms"
+              + (f", CUDA graph {rows[-1]['tinygan']['median']:.2f} ms" if graphs else "")
               + (f", torch {row['torch']['median']:.2f} ms" if "torch" in row else "")
               + f", gemm {row['gemm']['median']:.2f} ms", flush=True)
     return rows
+
+
+def _graph_row(row, t, m):
+    """The CUDA-graph variant as its own row beside the eager CuPy row ``row``."""
+    graph = {**row, "backend": f"{row['backend']} (CUDA graph)", "tinygan": summary(t["graph"])}
+    graph["samples_per_s"] = m / graph["tinygan"]["median"] * 1e3
+    graph["ratio_gemm"] = summary([a / b for a, b in zip(t["graph"], t["gemm"])])
+    graph["rest"] = summary([a - b for a, b in zip(t["graph"], t["gemm"])])
+    if "torch" in t:
+        graph["ratio_torch"] = summary([a / b for a, b in zip(t["graph"], t["torch"])])
+    graph["ratio_eager"] = summary([a / b for a, b in zip(t["graph"], t["tinygan"])])
+    return graph
 
 
 def fmt(s):
