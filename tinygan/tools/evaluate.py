@@ -464,7 +464,7 @@ def parzen_evaluate(test, validation, samples, sigmas=None, backend=None, progre
 
 
 def nearest_neighbours(queries, references, backend=None, batch_size=DEFAULT_BATCH_SIZE,
-                       reference_batch_size=4096):
+                       reference_batch_size=1024):
     """Nearest reference (squared Euclidean) of each query, e.g. the training image closest to
     each generated sample (the paper's Figure 2).
 
