@@ -7,7 +7,8 @@ Prints the device, driver, CUDA and CuPy versions; runs tests/test_gpu.py and
 tests/test_cuda_graph.py against real CuPy;
 runs benchmarks/run.py at batch 100, 1000 and 4096 for NumPy and CuPy (PyTorch CUDA beside
 them when torch sees the GPU; the GEMM bound on each device; on CuPy also the step replayed as a
-CUDA graph, the row "cupy (CUDA graph)"); trains examples/mnist.py
+CUDA graph, the row "cupy (CUDA graph)"), and with --model cifar10 (the paper's 126 M-parameter
+CIFAR-10 model) at batch 100 and 1000; trains examples/mnist.py
 --backend cupy for 3 epochs (the MNIST test split from ../shared/data/mnist when present).
 Writes DIR/gpu_check.json and DIR/gpu_check.md (a table for benchmarks/README.md). Exits 1 in
 one line when no usable GPU is there, 1 when a step fails.
@@ -107,6 +108,17 @@ def main(argv=None):
     rows = json.loads((out / "bench" / "results.json").read_text())["rows"] if ok else []
     table = "\n".join(line for line in text.splitlines() if line.startswith("|"))
     result["steps"]["benchmark"] = {"ok": ok, "seconds": sec, "rows": rows}
+
+    # the CIFAR-10 model: where a GPU matters (emulation: a shrunken one, the same code)
+    sizes = ["8", "--hidden", "64", "--units", "16"] if quick else ["100", "1000"]
+    timing_c = timing if quick else ["--blocks", "3", "--iters", "5", "--warmup", "2"]
+    ok, sec, text = step("benchmark_cifar10", [py, "benchmarks/run.py", "--model", "cifar10",
+                                               "--backends", "numpy", "cupy", "--batch-sizes",
+                                               *sizes, *timing_c, "--out", str(out / "bench")],
+                         env, 600, out)
+    rows = json.loads((out / "bench" / "results_cifar10.json").read_text())["rows"] if ok else []
+    table += "\n\n" + "\n".join(line for line in text.splitlines() if line.startswith("|"))
+    result["steps"]["benchmark_cifar10"] = {"ok": ok, "seconds": sec, "rows": rows}
 
     mnist = ["--split", "test", "--data-dir", str(MNIST)] if (MNIST / "t10k-images-idx3-ubyte.gz").exists() else []
     extra = ["--limit", "200", "--batch-size", "50"] if quick else []

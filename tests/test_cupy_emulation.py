@@ -321,6 +321,8 @@ def test_gpu_check_end_to_end_on_the_emulation(tmp_path):
     assert result["versions"]["emulated"] and all(v["ok"] for v in result["steps"].values())
     assert len(result["steps"]["mnist_cupy"]["epochs"]) == 3
     assert {r["backend"] for r in result["steps"]["benchmark"]["rows"]} == {"numpy", "cupy"}
+    cifar = result["steps"]["benchmark_cifar10"]["rows"]
+    assert {(r["model"], r["backend"]) for r in cifar} == {("cifar10", "numpy"), ("cifar10", "cupy")}
     assert "| cupy |" in (tmp_path / "gpu_check.md").read_text()
 
 

@@ -278,6 +278,38 @@ def test_nearest_neighbours_brute_force(dtype):
     assert idx[-2] == 5 and idx[-1] == 299 and dist[-2] == 0 and dist[-1] == 0
 
 
+@pytest.mark.parametrize("reference_batch_size", [1, 7, 64, 300, 1000])
+def test_nearest_neighbours_in_reference_slabs(reference_batch_size):
+    """Any slab size finds the brute-force answer; a reference repeated later loses the tie
+    to its first copy, across slabs as within one."""
+    be = get_backend("numpy", dtype="float64")
+    rng = np.random.default_rng(13)
+    refs = rng.random((300, 12)) + 2.0
+    refs[250] = refs[3]
+    queries = np.vstack([rng.random((40, 12)) + 2.0, refs[[3, 299, 0]]])
+    idx, dist = nearest_neighbours(queries, refs, backend=be, batch_size=16,
+                                   reference_batch_size=reference_batch_size)
+    d2 = ((queries[:, None, :] - refs[None]) ** 2).sum(-1)
+    np.testing.assert_array_equal(idx, d2.argmin(1))
+    np.testing.assert_allclose(dist, d2.min(1), rtol=1e-12)
+    assert list(idx[-3:]) == [3, 299, 0] and not dist[-3:].any()
+
+
+def test_nearest_neighbours_makes_no_copy_of_the_references():
+    import tracemalloc
+    be = get_backend("numpy", dtype="float32")
+    refs = np.random.default_rng(14).random((20000, 64), dtype=np.float32)   # 5.1 MB
+    queries = refs[[7, 19999]] + np.float32(1e-3)
+    tracemalloc.start()
+    try:
+        idx, _ = nearest_neighbours(queries, refs, backend=be, reference_batch_size=256)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert list(idx) == [7, 19999]
+    assert peak < refs.nbytes / 8
+
+
 # --- the compute-module rule ------------------------------------------------------------------
 
 def test_evaluate_imports_neither_numpy_nor_cupy():

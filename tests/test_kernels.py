@@ -123,6 +123,30 @@ def test_optimizer_updates(lib, dtype):
     close(host(P), p_ref, dtype)
 
 
+def test_numpy_updates_go_slab_by_slab_with_a_small_scratch():
+    """A vector of several slabs (and a partial last one) through a one-slab scratch: the
+    result is bit for bit that of whole-vector passes, and the scratch stays one slab."""
+    rng = np.random.default_rng(6)
+    n = 2 * kernels.SLAB + 123
+    p, v, m, g = (rng.standard_normal(n).astype("float32") for _ in range(4))
+    v2 = np.abs(v)
+    scratch = kernels.scratch_for(p)
+    assert scratch.shape == (kernels.SLAB,) and scratch.dtype == p.dtype
+    assert kernels.scratch_for(p[:10]).shape == (10,)
+    P, V = p.copy(), v.copy()
+    kernels.sgd(P, V, g, np.float32(0.1), 0.7, scratch)
+    V_whole = v * np.float32(0.7) - g * np.float32(0.1)        # the former whole-vector passes
+    np.testing.assert_array_equal(V, V_whole)
+    np.testing.assert_array_equal(P, p + V_whole)
+    lr_t, eps_t = kernels.adam_step_sizes(1e-3, 0.5, 0.999, 1e-8, 3)
+    P, M, V2 = p.copy(), m.copy(), v2.copy()
+    kernels.adam(P, M, V2, g, 0.5, 0.999, lr_t, eps_t, scratch)
+    Pw, Mw, Vw = p.copy(), m.copy(), v2.copy()
+    kernels._adam_numpy(g, 0.5, 0.999, lr_t, eps_t, Mw, Vw, Pw, np.empty_like(g))
+    for got, want in ((P, Pw), (M, Mw), (V2, Vw)):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_each_kernel_is_one_launch_on_the_emulation():
     with emu.installed(14) as cupy:
         x, b = cupy.ones((4, 10), dtype="float32"), cupy.zeros(10, dtype="float32")

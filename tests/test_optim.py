@@ -123,3 +123,5 @@ def test_adam_rejects_bad_settings(be64):
         Adam(p, g, beta1=1.0)
     with pytest.raises(ConfigError, match="shape"):
         Adam(p, be64.normal((3,)))
+    with pytest.raises(ConfigError, match="flat 1-D"):
+        SGD(be64.normal((2, 3)), be64.normal((2, 3)))

@@ -112,6 +112,16 @@ def test_refuses_to_save_nan_parameters(tmp_path):
         t.save()
 
 
+def test_all_finite_checks_every_slab():
+    from tinygan.tools.train import all_finite
+    a, b = np.ones(10, np.float32), np.ones(23, np.float32)
+    assert all_finite(np, (a, b), slab=4)
+    for bad in (np.nan, np.inf, -np.inf):
+        b[21] = bad                                    # in the last, partial slab of the second
+        assert not all_finite(np, (a, b), slab=4)
+        b[21] = 1
+
+
 @pytest.mark.parametrize("kw, msg", [
     ({"batch_size": 0}, "batch-size"), ({"epochs": -1}, "epochs"), ({"k": 2}, "alternating"),
     ({"lr": 0.0}, "lr"), ({"lr": float("nan")}, "lr"), ({"objective": "x"}, "objective"),

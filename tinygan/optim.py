@@ -59,12 +59,15 @@ class Optimizer:
     def __init__(self, params, grads, lr, decay=None):
         if params.shape != grads.shape:
             raise ConfigError(f"params {params.shape} and grads {grads.shape} differ in shape")
+        if params.ndim != 1:
+            raise ConfigError(f"params must be a flat 1-D vector (a network's param_vector), "
+                              f"got shape {params.shape}")
         self.params, self.grads = params, grads
         self.lr = check_positive("learning rate", lr)
         self.decay = decay
         self.t = 0
         self._xp = array_module(params)
-        self._scratch = params * 0
+        self._scratch = kernels.scratch_for(params)      # one slab, not a full-size copy
 
     @property
     def current_lr(self):

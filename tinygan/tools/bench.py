@@ -401,6 +401,11 @@ def parser(prog="run.py"):
                         + " (default: numpy, and cupy when usable)")
     p.add_argument("--model", choices=sorted(MODELS), default="mnist",
                    help="the paper's MNIST model, or its CIFAR-10 fully-connected one (126 M parameters)")
+    p.add_argument("--hidden", type=positive_int, default=None,
+                   help="G's hidden width, smaller for quick runs (not the paper's model; "
+                        "default: the model's)")
+    p.add_argument("--units", type=positive_int, default=None,
+                   help="D's maxout units, smaller for quick runs (default: the model's)")
     p.add_argument("--batch-sizes", nargs="+", type=positive_int, default=[100, 1000],
                    help="batch sizes to time")
     p.add_argument("--blocks", type=positive_int, default=7, help="interleaved blocks per variant")
@@ -462,10 +467,11 @@ def _run(args, prog):
             if diff > 1e-4:
                 raise ConfigError(f"PyTorch variant disagrees with tinygan on {name} ({diff:.2e}): "
                                   "not comparable")
+    model = model_spec(args.model, hidden=args.hidden, units=args.units)
     rows = []
     for name in backends:
         rows += run_backend(name, args.batch_sizes, args.blocks, args.iters, args.warmup, torch_on[name],
-                            args.model)
+                            model)
     print()
     print(table(rows))
     print(blas_line(info))

@@ -463,14 +463,18 @@ def parzen_evaluate(test, validation, samples, sigmas=None, backend=None, progre
                         n_test=int(x.shape[0]), n_samples=prep.m, log_likelihoods=ll)
 
 
-def nearest_neighbours(queries, references, backend=None, batch_size=DEFAULT_BATCH_SIZE):
+def nearest_neighbours(queries, references, backend=None, batch_size=DEFAULT_BATCH_SIZE,
+                       reference_batch_size=1024):
     """Nearest reference (squared Euclidean) of each query, e.g. the training image closest to
     each generated sample (the paper's Figure 2).
 
-    The search uses ||q - r||^2 = ||q||^2 + ||r||^2 - 2 q.r in batches (memory about
-    batch_size x M); the distance returned for the winner is then recomputed directly as
-    sum((q - r)^2), so it is exact to rounding (0 for a duplicate). Near-ties closer than
-    the GEMM's rounding may pick either of the tied references.
+    The search uses ||q - r||^2 = ||q||^2 + ||r||^2 - 2 q.r (points centred on the references'
+    mean), in blocks of ``batch_size`` queries x ``reference_batch_size`` references: memory
+    about (batch_size + reference_batch_size) x d beyond the inputs, never a copy of the
+    references (the training set, 0.5 GB for CIFAR-10). The distance returned for the winner
+    is then recomputed directly as sum((q - r)^2), so it is exact to rounding (0 for a
+    duplicate). Ties go to the first reference; near-ties closer than the GEMM's rounding may
+    pick either of the tied references.
 
     Args:
         queries:    (N, d) points.
@@ -483,15 +487,22 @@ def nearest_neighbours(queries, references, backend=None, batch_size=DEFAULT_BAT
     be = _get_backend(backend)
     xp, dt = be.xp, be.dtype
     batch_size = check_int("batch_size", batch_size)
-    refs = _Samples(be, references, dt)
+    reference_batch_size = check_int("reference_batch_size", reference_batch_size)
+    r = _matrix(be, references, dt, "samples")          # the caller's array, not a copy
     q = _matrix(be, queries, dt, "queries")
-    refs.check(q, "queries")
-    n, d, m = q.shape[0], refs.d, refs.m
-    bs = min(batch_size, n)
-    block = xp.empty((bs, m), dtype=dt)
+    m, d = r.shape
+    if q.shape[1] != d:
+        raise ConfigError(f"queries has {q.shape[1]} dimensions per point but the samples have "
+                          f"{d}: both must be (N, D) with the same D")
+    n = q.shape[0]
+    bs, rs = min(batch_size, n), min(reference_batch_size, m)
+    center = r.mean(axis=0).astype(dt)
+    s_buf = xp.empty((rs, d + 1), dtype=dt)     # [r_j - center | ||r_j - center||^2]
+    tmp = xp.empty((min(rs, 1024), d), dtype=dt)
+    block = xp.empty((bs * rs,), dtype=dt)      # viewed (b, c): contiguous for the GEMM's out
     qa_buf = xp.empty((bs, d + 1), dtype=dt)    # [q_i - center | -1/2]
     qa_buf[:, d] = -0.5
-    diff_buf = xp.empty((bs, d), dtype=dt)
+    best = xp.empty((bs,), dtype=dt)
     idx = xp.empty((n,), dtype=xp.dtype("int64"))
     dist = xp.empty((n,), dtype=dt)
     for i in range(0, n, bs):
@@ -499,13 +510,24 @@ def nearest_neighbours(queries, references, backend=None, batch_size=DEFAULT_BAT
         b = j - i
         qa = qa_buf[:b]
         qb = qa[:, :d]
-        xp.subtract(q[i:j], refs.center, out=qb)
-        g = block[:b]
-        xp.matmul(qa, refs.s.T, out=g)    # q.r - ||r||^2/2 = (||q||^2 - ||q - r||^2) / 2
-        k = g.argmax(axis=1)
-        idx[i:j] = k
-        diff = diff_buf[:b]
-        xp.subtract(qb, refs.s[k, :d], out=diff)
+        xp.subtract(q[i:j], center, out=qb)
+        top, k = best[:b], idx[i:j]
+        for a in range(0, m, rs):
+            c = min(a + rs, m) - a
+            s = s_buf[:c]
+            xp.subtract(r[a:a + c], center, out=s[:, :d])
+            s[:, d] = _sq_norms(xp, s[:, :d], tmp)
+            g = block[:b * c].reshape(b, c)
+            xp.matmul(qa, s.T, out=g)    # q.r - ||r||^2/2 = (||q||^2 - ||q - r||^2) / 2
+            if a == 0:
+                k[...] = g.argmax(axis=1)
+                top[...] = g.max(axis=1)
+                continue
+            kc, gc = g.argmax(axis=1), g.max(axis=1)
+            better = gc > top                   # strictly: a tie keeps the earlier reference
+            k[...] = xp.where(better, kc + a, k)
+            top[...] = xp.where(better, gc, top)
+        diff = xp.subtract(qb, r[k] - center)
         xp.multiply(diff, diff, out=diff)
         dist[i:j] = diff.sum(axis=1)
     return idx, dist
