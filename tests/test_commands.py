@@ -220,6 +220,69 @@ def test_gradcheck_verbose_lists_every_coordinate():
     assert len([ln for ln in proc.stdout.splitlines() if ln.strip().startswith("[")]) == 42 + 35 + 5
 
 
+# --- point 8: one rule for naming a run; no classifier overwritten; the same --split default ------
+def example(script, *argv):
+    full = {**os.environ, "PYTHONPATH": str(REPO), "XDG_CACHE_HOME": "/nonexistent-cache"}
+    return subprocess.run([sys.executable, str(REPO / "examples" / script), *map(str, argv)],
+                          cwd=REPO, env=full, capture_output=True, text=True, timeout=120)
+
+
+@needs_mnist
+def test_every_tool_takes_a_run_directory_or_any_checkpoint_form(tmp_path):
+    run, clf = tmp_path / "run", tmp_path / "clf"
+    proc = tinygan("train", *SMALL, "--max-steps", "2", "--out", run)
+    assert proc.returncode == 0, proc.stderr
+    small_clf = ["--data-dir", MNIST_DIR, "--epochs", "1", "--hidden", "16", "--limit", "300"]
+    proc = example("train_classifier.py", *small_clf, "--split", "test", "--out", clf)
+    assert proc.returncode == 0, proc.stderr
+    # no classifier overwritten without --force (refused in one line, before any training)
+    proc = example("train_classifier.py", *small_clf, "--split", "test", "--out", clf)
+    assert proc.returncode == 1 and "--force" in one_line(proc) and "training on" not in proc.stdout
+    before = (clf / "checkpoint.npz").read_bytes()
+    proc = example("train_classifier.py", *small_clf, "--split", "test", "--seed", "1",
+                   "--out", clf, "--force")
+    assert proc.returncode == 0, proc.stderr
+    assert (clf / "checkpoint.npz").read_bytes() != before
+    forms = lambda d: [d, d / "checkpoint", f"{d}/checkpoint.npz", f"{d}/checkpoint.json"]
+    for i, (r, c) in enumerate(zip(forms(run), forms(clf)[::-1])):     # each form of each
+        if i in (0, 3):
+            proc = tinygan("evaluate", r, "--data-dir", MNIST_DIR, "--samples", "200",
+                           "--no-progress", "--classifier", c)
+            assert proc.returncode == 0 and "classes covered" in proc.stdout, (r, c, proc.stderr)
+        else:   # --score-gan: the data set and split come from the classifier (--split test)
+            proc = example("train_classifier.py", "--data-dir", MNIST_DIR, "--out", c,
+                           "--score-gan", r, "--n-samples", "200")
+            assert proc.returncode == 0 and "| GAN samples (epoch 0) | 200 |" in proc.stdout, \
+                (r, c, proc.stderr)
+    proc = tinygan("sample", f"{run}/checkpoint.json", "--n", "4", "--npy", tmp_path / "s.npy")
+    assert proc.returncode == 0 and np.load(tmp_path / "s.npy").shape == (4, 784), proc.stderr
+    proc = tinygan("train", *SMALL, "--max-steps", "1", "--out", tmp_path / "run2",
+                   "--classifier", f"{clf}/checkpoint.json")
+    assert proc.returncode == 0, proc.stderr
+    # a split that disagrees with the classifier's, and a classifier that is not there: one line
+    proc = example("train_classifier.py", "--data-dir", MNIST_DIR, "--out", clf, "--split",
+                   "train", "--score-gan", run, "--n-samples", "200")
+    assert proc.returncode == 1 and "--split train disagrees" in one_line(proc)
+    for argv in (["evaluate", run, "--classifier", tmp_path / "none"],
+                 ["train", *SMALL, "--max-steps", "1", "--out", tmp_path / "run3",
+                  "--classifier", tmp_path / "none"]):
+        proc = tinygan(*argv)
+        assert proc.returncode == 1 and "no run directory or checkpoint" in one_line(proc)
+        assert "train_classifier.py's --out" in proc.stderr
+    proc = example("train_classifier.py", "--out", clf, "--score-gan", tmp_path / "none")
+    assert proc.returncode == 1 and "no run directory or checkpoint" in one_line(proc)
+
+
+def test_split_defaults_agree():
+    from tinygan.tools import commands
+    sys.path.insert(0, str(REPO / "examples"))
+    import train_classifier
+    assert commands.parse_train_args([]).split == "train"
+    assert train_classifier.settle_data(train_classifier.parse_args([])).split == "train"
+    for script in ("train_classifier.py", "mnist.py"):
+        assert "default: train" in " ".join(example(script, "--help").stdout.split())
+
+
 # --- point 10: every flag has a help text and shows its default ----------------------------------
 def test_every_flag_has_help():
     import argparse

@@ -75,6 +75,15 @@ def paper_default(dataset, key):
     return {"lr": 0.1, "out": "runs/mnist", **PAPER_DEFAULTS.get(dataset, {})}[key]
 
 
+def add_download_flags(p):
+    """--download / --no-download, the same in every command that reads a data set."""
+    dl = p.add_mutually_exclusive_group()
+    dl.add_argument("--download", action="store_true",
+                    help="download missing data files into the cache, even with --data-dir")
+    dl.add_argument("--no-download", action="store_true",
+                    help="never download (as TINYGAN_OFFLINE=1): a missing file is an error")
+
+
 def train_parser(spec=SPECS["mnist"]):
     p = Parser(prog=spec["prog"], description=spec["description"])
     first = spec["datasets"][0]
@@ -88,11 +97,7 @@ def train_parser(spec=SPECS["mnist"]):
     p.add_argument("--dataset", choices=spec["datasets"], default=None,
                    help=f"which data set (default: {first}{resumed})")
     p.add_argument("--data-dir", default=None, help=spec["data_help"])
-    dl = p.add_mutually_exclusive_group()
-    dl.add_argument("--download", action="store_true",
-                    help="download missing data files into the cache, even with --data-dir")
-    dl.add_argument("--no-download", action="store_true",
-                    help="never download (as TINYGAN_OFFLINE=1): a missing file is an error")
+    add_download_flags(p)
     p.add_argument("--split", choices=("train", "test"), default=None,
                    help=spec["split_help"] + f" (default: train{resumed})")
     p.add_argument("--limit", type=positive_int, default=None,
