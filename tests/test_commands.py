@@ -284,36 +284,59 @@ def test_split_defaults_agree():
 
 
 # --- point 10: every flag has a help text and shows its default ----------------------------------
-def test_every_flag_has_help():
+SCRIPTS = ["examples/mnist.py", "examples/cifar10.py", "examples/evaluate.py",
+           "examples/train_classifier.py", "examples/modes_2d.py", "examples/toy_1d.py",
+           "examples/gradient_field.py", "benchmarks/parzen.py", "benchmarks/run.py",
+           "benchmarks/gpu_check.py"]
+
+
+def every_parser():
+    """The argparse parser of every command and script, each built by its own code: its
+    parse_args is stopped (SystemExit) and the parser kept."""
     import argparse
-    from tinygan.tools import bench, commands, evaluate_cli, gradcheck_cli
-    from tinygan.tools.cli import DefaultsFormatter
-    parsers = [commands.train_parser(commands.SPECS["all"]), bench.parser(),
-               gradcheck_cli._parser()]
-    captured = {}
+    import importlib.util
+    from tinygan.tools import commands
+    captured = []
     real = argparse.ArgumentParser.parse_args
 
     def grab(self, *a, **k):
-        captured[self.prog] = self
+        captured.append(self)
         raise SystemExit(0)
+    calls = [lambda name=name: commands.main([name]) for name in commands.COMMANDS]
+    for script in SCRIPTS:
+        spec = importlib.util.spec_from_file_location("script_" + script.replace("/", "_")[:-3],
+                                                      REPO / script)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        calls.append(lambda m=module: getattr(m, "parse_args", getattr(m, "main", None))([]))
     argparse.ArgumentParser.parse_args = grab
     try:
-        for main in (commands.sample, evaluate_cli.main):
+        for call in calls:
             with pytest.raises(SystemExit):
-                main([])
+                call()
     finally:
         argparse.ArgumentParser.parse_args = real
-    parsers += list(captured.values())
-    assert len(parsers) == 5
+    return captured
+
+
+def test_every_flag_has_help_and_shows_its_default():
+    import argparse
+    parsers = every_parser()
+    assert len(parsers) == 5 + len(SCRIPTS)
+    missing = []
     for p in parsers:
-        fmt = DefaultsFormatter(p.prog)
+        fmt = p._get_formatter()
         for action in p._actions:
             if isinstance(action, argparse._HelpAction):
                 continue
-            assert action.help and "see above" not in action.help, (p.prog, action.dest)
-            text = fmt._get_help_string(action)
-            if action.default not in (None, False) and action.option_strings:
-                assert "default" in text, (p.prog, action.dest)
+            name = f"{p.prog} {'/'.join(action.option_strings) or action.dest}"
+            if not action.help or "see above" in action.help:
+                missing.append(f"{name}: no help")
+            elif action.option_strings and action.nargs != 0 and \
+                    "default" not in fmt._get_help_string(action):
+                missing.append(f"{name}: no default shown")
+    assert not missing, "\n".join(missing)
+    assert "default:" in " ".join(tinygan("train", "--help").stdout.split())
 
 
 # --- point 11: progress off a terminal, labelled Figure 2 on an interrupt -----------------------

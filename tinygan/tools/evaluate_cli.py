@@ -105,12 +105,15 @@ def main(argv=None, prog="evaluate.py"):
     p.add_argument("--samples", type=positive_int, default=10000, help="samples drawn from G")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the samples")
     p.add_argument("--interpolation", default=None, metavar="PNG",
-                   help="also write the paper's Figure 3 (interpolation in z) to this PNG")
+                   help="also write the paper's Figure 3 (interpolation in z) to this PNG "
+                        "(default: none)")
     p.add_argument("--classifier", default=None, metavar="RUN",
                    help="also score the samples with a digit classifier (train_classifier.py's run "
                         "directory or checkpoint): "
-                        "classes covered, Inception-style score, Frechet distance against the test points")
-    p.add_argument("--json", default=None, metavar="FILE", help="also write the result as JSON")
+                        "classes covered, Inception-style score, Frechet distance against the "
+                        "test points (default: none)")
+    p.add_argument("--json", default=None, metavar="FILE",
+                   help="also write the result as JSON to this file (default: none)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
     try:
