@@ -181,6 +181,15 @@ def test_bench_errors_are_one_line(argv, status, fragment):
     assert proc.returncode == status and fragment in one_line(proc)
 
 
+def test_bench_install_keeps_cuda_off_cpu_machines():
+    """The [bench] extra is plain torch (CUDA from PyPI on Linux): the README and the
+    benchmark's message route CPU machines to PyTorch's CPU-only wheel, installed first."""
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert "PyTorch's CPU-only wheel first" in readme and "install selector" in readme
+    for path in ("README.md", "setup.cfg", "tinygan/tools/bench.py"):
+        assert "pytorch.org" not in (REPO / path).read_text(), path
+
+
 def test_parzen_benchmark_without_gpu_is_one_line():
     from tinygan.backend import cupy_usable
     if cupy_usable()[0]:
