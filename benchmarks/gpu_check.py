@@ -63,9 +63,11 @@ def step(name, cmd, env, timeout, log):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default=str(REPO / "benchmarks" / "gpu_check"))
+    p.add_argument("--out", default=str(REPO / "benchmarks" / "gpu_check"),
+                   help="directory for the logs and results (default: benchmarks/gpu_check)")
     p.add_argument("--emulation", type=int, choices=(13, 14), default=None,
-                   help="run on the CuPy emulation with tiny sizes (tests this script)")
+                   help="run on the emulation of this CuPy version with tiny sizes (tests this "
+                        "script; default: the real GPU)")
     a = p.parse_args(argv)
 
     env = dict(os.environ)

@@ -53,7 +53,8 @@ LABELS = {"nonsaturating": "non-saturating: G minimises -log D(G(z))",
 
 def parse_args(argv=None):
     p = Parser(prog="gradient_field.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--mixture", choices=tuple(MIXTURES), default="ring")
+    p.add_argument("--mixture", choices=tuple(MIXTURES), default="ring",
+                   help="the 2-D data: which mixture of Gaussians")
     p.add_argument("--steps", type=positive_int, default=600, help="training steps per run")
     p.add_argument("--frames", type=positive_int, default=13,
                    help="frames of the animation, evenly spaced from step 0 to --steps")
@@ -62,15 +63,16 @@ def parse_args(argv=None):
     p.add_argument("--d-head-start", type=non_negative_int, default=100,
                    help="D-steps before G's first step (G fixed): D learns to reject G's first "
                         "samples, the situation of the paper's section 3 (0: none)")
-    p.add_argument("--batch-size", type=positive_int, default=128)
-    p.add_argument("--noise-dim", type=positive_int, default=8)
+    p.add_argument("--batch-size", type=positive_int, default=128, help="minibatch size")
+    p.add_argument("--noise-dim", type=positive_int, default=8, help="dimension of G's noise z")
     p.add_argument("--hidden", type=positive_int, default=64, help="units per hidden layer")
     p.add_argument("--lr", type=positive_float, default=2e-3, help="Adam learning rate of G and D")
     p.add_argument("--arrows", type=positive_int, default=64, help="G samples drawn with arrows")
     p.add_argument("--grid", type=positive_int, default=90, help="heatmap resolution per axis")
-    p.add_argument("--fps", type=positive_float, default=2.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--backend", choices=BACKENDS, default="numpy")
+    p.add_argument("--fps", type=positive_float, default=2.0, help="frames per second of the GIF")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed")
+    p.add_argument("--backend", choices=BACKENDS, default="numpy",
+                   help="array library: numpy (CPU), cupy (CUDA GPU), auto (cupy when usable)")
     p.add_argument("--out", default="runs/gradient_field", help="output directory")
     return p.parse_args(argv)
 

@@ -61,23 +61,28 @@ SETTINGS = [
 
 def parse_args(argv=None):
     p = Parser(prog="modes_2d.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--mixture", choices=("ring", "grid", "both"), default="both")
+    p.add_argument("--mixture", choices=("ring", "grid", "both"), default="both",
+                   help="which 2-D mixture: ring of 8 or grid of 25 Gaussians")
     p.add_argument("--steps", type=positive_int, default=None,
                    help="generator steps per run (default: ring 4000, grid 8000)")
     p.add_argument("--seeds", type=positive_int, default=3, help="runs per setting (seeds 0..n-1)")
-    p.add_argument("--batch-size", type=positive_int, default=128)
-    p.add_argument("--noise-dim", type=positive_int, default=16)
+    p.add_argument("--batch-size", type=positive_int, default=128, help="minibatch size")
+    p.add_argument("--noise-dim", type=positive_int, default=16, help="dimension of G's noise z")
     p.add_argument("--hidden", type=positive_int, default=128, help="units per hidden layer")
     p.add_argument("--lr", type=positive_float, default=None,
                    help="Adam learning rate of G and D (default: ring 1e-3, grid 3e-3)")
     p.add_argument("--checkpoints", type=positive_int, default=5,
                    help="evaluate (and draw) at this many evenly spaced steps, the last included")
-    p.add_argument("--eval-samples", type=positive_int, default=2500)
-    p.add_argument("--plot-samples", type=positive_int, default=1000)
-    p.add_argument("--backend", choices=BACKENDS, default="numpy")
+    p.add_argument("--eval-samples", type=positive_int, default=2500,
+                   help="G samples drawn to count modes and high-quality samples")
+    p.add_argument("--plot-samples", type=positive_int, default=1000,
+                   help="G samples drawn in each picture")
+    p.add_argument("--backend", choices=BACKENDS, default="numpy",
+                   help="array library: numpy (CPU), cupy (CUDA GPU), auto (cupy when usable)")
     p.add_argument("--image-dir", default="runs/modes_2d",
                    help="where the PNGs go (the README's: docs/images)")
-    p.add_argument("--table-dir", default="runs/modes_2d")
+    p.add_argument("--table-dir", default="runs/modes_2d",
+                   help="where the Markdown tables modes_2d_<mixture>.md go")
     p.add_argument("--quiet", action="store_true", help="no per-run progress lines")
     return p.parse_args(argv)
 

@@ -192,7 +192,7 @@ def test_train_classifier_example_runs(tmp_path, capsys):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     out = tmp_path / "clf"
-    rc = mod.main(["--data-dir", str(MNIST_DIR), "--out", str(out), "--epochs", "2",
+    rc = mod.main(["--data-dir", str(MNIST_DIR), "--split", "test", "--out", str(out), "--epochs", "2",
                    "--hidden", "64", "--limit", "3000", "--lr", "0.003"])
     assert rc == 0
     clf, meta = load_classifier(out / "checkpoint")
@@ -211,4 +211,5 @@ def test_train_classifier_example_runs(tmp_path, capsys):
     text = capsys.readouterr().out
     assert rc == 0, text
     assert "| GAN samples (epoch 7) | 1500 |" in text
-    assert "| real: mnist test[0:8000] | 8000 | 10 / 10 |" in text
+    # the real reference: the classifier's own training images (its split and --limit)
+    assert "| real: mnist test[0:8000], first 3000 | 3000 | 10 / 10 |" in text

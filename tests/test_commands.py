@@ -181,6 +181,15 @@ def test_bench_errors_are_one_line(argv, status, fragment):
     assert proc.returncode == status and fragment in one_line(proc)
 
 
+def test_bench_install_keeps_cuda_off_cpu_machines():
+    """The [bench] extra is plain torch (CUDA from PyPI on Linux): the README and the
+    benchmark's message route CPU machines to PyTorch's CPU-only wheel, installed first."""
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert "PyTorch's CPU-only wheel first" in readme and "install selector" in readme
+    for path in ("README.md", "setup.cfg", "tinygan/tools/bench.py"):
+        assert "pytorch.org" not in (REPO / path).read_text(), path
+
+
 def test_parzen_benchmark_without_gpu_is_one_line():
     from tinygan.backend import cupy_usable
     if cupy_usable()[0]:
@@ -220,37 +229,123 @@ def test_gradcheck_verbose_lists_every_coordinate():
     assert len([ln for ln in proc.stdout.splitlines() if ln.strip().startswith("[")]) == 42 + 35 + 5
 
 
+# --- point 8: one rule for naming a run; no classifier overwritten; the same --split default ------
+def example(script, *argv):
+    full = {**os.environ, "PYTHONPATH": str(REPO), "XDG_CACHE_HOME": "/nonexistent-cache"}
+    return subprocess.run([sys.executable, str(REPO / "examples" / script), *map(str, argv)],
+                          cwd=REPO, env=full, capture_output=True, text=True, timeout=120)
+
+
+@needs_mnist
+def test_every_tool_takes_a_run_directory_or_any_checkpoint_form(tmp_path):
+    run, clf = tmp_path / "run", tmp_path / "clf"
+    proc = tinygan("train", *SMALL, "--max-steps", "2", "--out", run)
+    assert proc.returncode == 0, proc.stderr
+    small_clf = ["--data-dir", MNIST_DIR, "--epochs", "1", "--hidden", "16", "--limit", "300"]
+    proc = example("train_classifier.py", *small_clf, "--split", "test", "--out", clf)
+    assert proc.returncode == 0, proc.stderr
+    # no classifier overwritten without --force (refused in one line, before any training)
+    proc = example("train_classifier.py", *small_clf, "--split", "test", "--out", clf)
+    assert proc.returncode == 1 and "--force" in one_line(proc) and "training on" not in proc.stdout
+    before = (clf / "checkpoint.npz").read_bytes()
+    proc = example("train_classifier.py", *small_clf, "--split", "test", "--seed", "1",
+                   "--out", clf, "--force")
+    assert proc.returncode == 0, proc.stderr
+    assert (clf / "checkpoint.npz").read_bytes() != before
+    forms = lambda d: [d, d / "checkpoint", f"{d}/checkpoint.npz", f"{d}/checkpoint.json"]
+    for i, (r, c) in enumerate(zip(forms(run), forms(clf)[::-1])):     # each form of each
+        if i in (0, 3):
+            proc = tinygan("evaluate", r, "--data-dir", MNIST_DIR, "--samples", "200",
+                           "--no-progress", "--classifier", c)
+            assert proc.returncode == 0 and "classes covered" in proc.stdout, (r, c, proc.stderr)
+        else:   # --score-gan: the data set and split come from the classifier (--split test)
+            proc = example("train_classifier.py", "--data-dir", MNIST_DIR, "--out", c,
+                           "--score-gan", r, "--n-samples", "200")
+            assert proc.returncode == 0 and "| GAN samples (epoch 0) | 200 |" in proc.stdout, \
+                (r, c, proc.stderr)
+    proc = tinygan("sample", f"{run}/checkpoint.json", "--n", "4", "--npy", tmp_path / "s.npy")
+    assert proc.returncode == 0 and np.load(tmp_path / "s.npy").shape == (4, 784), proc.stderr
+    proc = tinygan("train", *SMALL, "--max-steps", "1", "--out", tmp_path / "run2",
+                   "--classifier", f"{clf}/checkpoint.json")
+    assert proc.returncode == 0, proc.stderr
+    # a split that disagrees with the classifier's, and a classifier that is not there: one line
+    proc = example("train_classifier.py", "--data-dir", MNIST_DIR, "--out", clf, "--split",
+                   "train", "--score-gan", run, "--n-samples", "200")
+    assert proc.returncode == 1 and "--split train disagrees" in one_line(proc)
+    for argv in (["evaluate", run, "--classifier", tmp_path / "none"],
+                 ["train", *SMALL, "--max-steps", "1", "--out", tmp_path / "run3",
+                  "--classifier", tmp_path / "none"]):
+        proc = tinygan(*argv)
+        assert proc.returncode == 1 and "no run directory or checkpoint" in one_line(proc)
+        assert "train_classifier.py's --out" in proc.stderr
+    proc = example("train_classifier.py", "--out", clf, "--score-gan", tmp_path / "none")
+    assert proc.returncode == 1 and "no run directory or checkpoint" in one_line(proc)
+
+
+def test_split_defaults_agree():
+    from tinygan.tools import commands
+    sys.path.insert(0, str(REPO / "examples"))
+    import train_classifier
+    assert commands.parse_train_args([]).split == "train"
+    assert train_classifier.settle_data(train_classifier.parse_args([])).split == "train"
+    for script in ("train_classifier.py", "mnist.py"):
+        assert "default: train" in " ".join(example(script, "--help").stdout.split())
+
+
 # --- point 10: every flag has a help text and shows its default ----------------------------------
-def test_every_flag_has_help():
+SCRIPTS = ["examples/mnist.py", "examples/cifar10.py", "examples/evaluate.py",
+           "examples/train_classifier.py", "examples/modes_2d.py", "examples/toy_1d.py",
+           "examples/gradient_field.py", "benchmarks/parzen.py", "benchmarks/run.py",
+           "benchmarks/gpu_check.py"]
+
+
+def every_parser():
+    """The argparse parser of every command and script, each built by its own code: its
+    parse_args is stopped (SystemExit) and the parser kept."""
     import argparse
-    from tinygan.tools import bench, commands, evaluate_cli, gradcheck_cli
-    from tinygan.tools.cli import DefaultsFormatter
-    parsers = [commands.train_parser(commands.SPECS["all"]), bench.parser(),
-               gradcheck_cli._parser()]
-    captured = {}
+    import importlib.util
+    from tinygan.tools import commands
+    captured = []
     real = argparse.ArgumentParser.parse_args
 
     def grab(self, *a, **k):
-        captured[self.prog] = self
+        captured.append(self)
         raise SystemExit(0)
+    calls = [lambda name=name: commands.main([name]) for name in commands.COMMANDS]
+    for script in SCRIPTS:
+        spec = importlib.util.spec_from_file_location("script_" + script.replace("/", "_")[:-3],
+                                                      REPO / script)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        calls.append(lambda m=module: getattr(m, "parse_args", getattr(m, "main", None))([]))
     argparse.ArgumentParser.parse_args = grab
     try:
-        for main in (commands.sample, evaluate_cli.main):
+        for call in calls:
             with pytest.raises(SystemExit):
-                main([])
+                call()
     finally:
         argparse.ArgumentParser.parse_args = real
-    parsers += list(captured.values())
-    assert len(parsers) == 5
+    return captured
+
+
+def test_every_flag_has_help_and_shows_its_default():
+    import argparse
+    parsers = every_parser()
+    assert len(parsers) == 5 + len(SCRIPTS)
+    missing = []
     for p in parsers:
-        fmt = DefaultsFormatter(p.prog)
+        fmt = p._get_formatter()
         for action in p._actions:
             if isinstance(action, argparse._HelpAction):
                 continue
-            assert action.help and "see above" not in action.help, (p.prog, action.dest)
-            text = fmt._get_help_string(action)
-            if action.default not in (None, False) and action.option_strings:
-                assert "default" in text, (p.prog, action.dest)
+            name = f"{p.prog} {'/'.join(action.option_strings) or action.dest}"
+            if not action.help or "see above" in action.help:
+                missing.append(f"{name}: no help")
+            elif action.option_strings and action.nargs != 0 and \
+                    "default" not in fmt._get_help_string(action):
+                missing.append(f"{name}: no default shown")
+    assert not missing, "\n".join(missing)
+    assert "default:" in " ".join(tinygan("train", "--help").stdout.split())
 
 
 # --- point 11: progress off a terminal, labelled Figure 2 on an interrupt -----------------------

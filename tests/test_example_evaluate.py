@@ -45,7 +45,8 @@ def test_sample_quality_per_epoch_and_in_evaluation(tmp_path, capsys):
     """A (small, quickly trained) classifier scores the samples in mnist.py and evaluate.py."""
     import train_classifier
     clf = tmp_path / "clf"
-    assert train_classifier.main(["--data-dir", str(MNIST_DIR), "--out", str(clf), "--epochs", "1",
+    assert train_classifier.main(["--data-dir", str(MNIST_DIR), "--split", "test", "--out", str(clf),
+                                  "--epochs", "1",
                                   "--hidden", "64", "--limit", "2000"]) == 0
     run = tmp_path / "run"
     assert train_example.main(["--data-dir", str(MNIST_DIR), "--split", "test", "--limit", "8000",

@@ -447,8 +447,8 @@ def _run(args, prog):
         with_torch = not args.no_torch
     except ImportError:
         with_torch = False
-        print("torch not installed: no PyTorch column (pip install torch; on a CPU-only machine "
-              "the CPU build: pip install torch --index-url https://download.pytorch.org/whl/cpu)")
+        print("torch not installed: no PyTorch column (pip install torch; on a machine without "
+              "a GPU, PyTorch's CPU-only wheel: see PyTorch's install selector)")
     info = machine_info(backends)
     print("machine:", json.dumps({k: v for k, v in info.items() if k != "blas_loaded"}))
     print(blas_line(info))

@@ -331,6 +331,20 @@ def load_checkpoint(path, validate=None):
         return result
 
 
+def checkpoint_path(path, hint="give the --out directory of the training run (or its checkpoint)"):
+    """The one rule for naming a checkpoint on a command line: a run directory (its
+    ``dir/checkpoint``), or the checkpoint itself in any form (``.../checkpoint``, ``.npz`` or
+    ``.json``). Returns the path to load; CheckpointError (``hint`` says what to give) if there
+    is none."""
+    from pathlib import Path
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoint"
+    if not checkpoint_exists(path):
+        raise CheckpointError(f"no run directory or checkpoint at {path}: {hint}")
+    return path
+
+
 def checkpoint_exists(path):
     """Whether a checkpoint file pair (current or prev) is present; not verified."""
     base = _base(path)

@@ -224,12 +224,11 @@ def load_classifier(path, backend=None):
     """Rebuild a Classifier from a checkpoint written by ``examples/train_classifier.py``
     (arrays "net/<name>", meta["architecture"] = Classifier.config): its run directory or any
     form of its checkpoint path. Returns (classifier, meta)."""
-    from pathlib import Path
-    from .checkpoint import load_checkpoint
+    from .checkpoint import checkpoint_path, load_checkpoint
     from .schema import validate_classifier
     from ..errors import CheckpointError
-    if Path(path).is_dir():                     # a run directory: its checkpoint
-        path = Path(path) / "checkpoint"
+    path = checkpoint_path(path, hint="give train_classifier.py's --out directory (or its "
+                                      "checkpoint)")
     arrays, meta = load_checkpoint(path, validate=validate_classifier)
     arch = meta.get("architecture")
     if not isinstance(arch, dict):

@@ -11,11 +11,13 @@ import sys
 
 class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows each flag's default, unless its help names it already ("default: ...") or it is
-    None (a flag whose default depends on others says so in its help)."""
+    None (a flag whose default depends on others says so in its help) or the flag is a switch
+    (off unless given)."""
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if "default" in text or action.default is None or action.default is argparse.SUPPRESS:
+        if ("default" in text or action.default is None or action.default is argparse.SUPPRESS
+                or (action.nargs == 0 and action.default is False)):
             return text
         return super()._get_help_string(action)
 

@@ -32,11 +32,12 @@ TRAIN_DESCRIPTION = ("Train the paper's GAN (Goodfellow et al. 2014) on MNIST, F
                      "checkpoint.npz/.json and checkpoint.prev.* (the one before). Ctrl-C saves "
                      "a checkpoint and exits 0; --resume continues.")
 MNIST_DATA_HELP = ("directory holding the IDX files; with it nothing is downloaded unless "
-                   "--download (else $TINYGAN_DATA, Debian's Fashion-MNIST, the cache "
+                   "--download (default: $TINYGAN_DATA, Debian's Fashion-MNIST, the cache "
                    "~/.cache/tinygan, then a download)")
 CIFAR_DATA_HELP = ("directory holding the CIFAR-10 .bin files (or its cifar-10-batches-bin/, or "
                    "cifar-10-binary.tar.gz); with it nothing is downloaded unless --download "
-                   "(else $TINYGAN_DATA, the cache ~/.cache/tinygan/cifar10, then a download)")
+                   "(default: $TINYGAN_DATA, the cache ~/.cache/tinygan/cifar10, then a "
+                   "download)")
 # what differs between the scripts: prog, description, data sets, two help texts (the lr and
 # out defaults follow the data set: tinygan.tools.train.PAPER_DEFAULTS)
 SPECS = {
@@ -52,7 +53,8 @@ SPECS = {
                               "five data batches; test = the 10,000 images of test_batch.bin"},
     "all": {"prog": "tinygan train", "description": TRAIN_DESCRIPTION,
             "datasets": ("mnist", "fashion-mnist", "cifar10"), "lr": None, "out": None,
-            "data_help": MNIST_DATA_HELP + "; CIFAR-10: the .bin files or cifar-10-binary.tar.gz",
+            "data_help": MNIST_DATA_HELP.replace(" (else ", "; CIFAR-10: the .bin files or "
+                                                 "cifar-10-binary.tar.gz (default: "),
             "split_help": "published split to train on: train = the paper's training images "
                           "(MNIST 0-49,999, CIFAR-10 0-39,999); test = the 10,000 test images "
                           "(offline MNIST has only these)"},
@@ -75,6 +77,15 @@ def paper_default(dataset, key):
     return {"lr": 0.1, "out": "runs/mnist", **PAPER_DEFAULTS.get(dataset, {})}[key]
 
 
+def add_download_flags(p):
+    """--download / --no-download, the same in every command that reads a data set."""
+    dl = p.add_mutually_exclusive_group()
+    dl.add_argument("--download", action="store_true",
+                    help="download missing data files into the cache, even with --data-dir")
+    dl.add_argument("--no-download", action="store_true",
+                    help="never download (as TINYGAN_OFFLINE=1): a missing file is an error")
+
+
 def train_parser(spec=SPECS["mnist"]):
     p = Parser(prog=spec["prog"], description=spec["description"])
     first = spec["datasets"][0]
@@ -88,11 +99,7 @@ def train_parser(spec=SPECS["mnist"]):
     p.add_argument("--dataset", choices=spec["datasets"], default=None,
                    help=f"which data set (default: {first}{resumed})")
     p.add_argument("--data-dir", default=None, help=spec["data_help"])
-    dl = p.add_mutually_exclusive_group()
-    dl.add_argument("--download", action="store_true",
-                    help="download missing data files into the cache, even with --data-dir")
-    dl.add_argument("--no-download", action="store_true",
-                    help="never download (as TINYGAN_OFFLINE=1): a missing file is an error")
+    add_download_flags(p)
     p.add_argument("--split", choices=("train", "test"), default=None,
                    help=spec["split_help"] + f" (default: train{resumed})")
     p.add_argument("--limit", type=positive_int, default=None,
@@ -292,7 +299,8 @@ def sample(argv=None, prog="tinygan sample"):
     p.add_argument("--png", default=None, metavar="FILE",
                    help="write the samples as a grid to this PNG (default: RUN/sample_seedS.png "
                         "when --npy is not given either)")
-    p.add_argument("--npy", default=None, metavar="FILE", help="write the samples to this .npy")
+    p.add_argument("--npy", default=None, metavar="FILE",
+                   help="write the samples to this .npy (default: none)")
     p.add_argument("--backend", choices=BACKENDS, default="numpy",
                    help="array library to sample on")
     args = p.parse_args(argv)

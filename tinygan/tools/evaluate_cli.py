@@ -31,18 +31,18 @@ from ..errors import ConfigError, TinyGANError
 from .evaluate import parzen_evaluate
 
 
-def protocol(cfg, data_dir):
+def protocol(cfg, data_dir, download=None):
     """(validation, test, description) for the run's data, as the module docstring says."""
     dataset = cfg.dataset
     if dataset == "cifar10":
         from .cifar import load_cifar10
 
         def load(split):
-            return load_cifar10(split, data_dir=data_dir)
+            return load_cifar10(split, data_dir=data_dir, download=download)
         first = "40,000-40,999"
     else:
         def load(split):
-            return load_mnist(dataset, split, data_dir=data_dir)
+            return load_mnist(dataset, split, data_dir=data_dir, download=download)
         first = "50,000-50,999"
     if cfg.split == "test":
         limit = cfg.limit or 10000
@@ -98,23 +98,33 @@ def main(argv=None, prog="evaluate.py"):
     p.add_argument("run", help="run directory (holding checkpoint.npz) or checkpoint path")
     p.add_argument("--backend", choices=BACKENDS, default="numpy", help="array library")
     p.add_argument("--data-dir", default=None,
-                   help="where the data files are (as for mnist.py / cifar10.py)")
+                   help="where the data files are, as for tinygan train (default: "
+                        "$TINYGAN_DATA, the cache ~/.cache/tinygan, then a download)")
+    from .commands import add_download_flags, download_setting
+    add_download_flags(p)
     p.add_argument("--samples", type=positive_int, default=10000, help="samples drawn from G")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the samples")
     p.add_argument("--interpolation", default=None, metavar="PNG",
-                   help="also write the paper's Figure 3 (interpolation in z) to this PNG")
+                   help="also write the paper's Figure 3 (interpolation in z) to this PNG "
+                        "(default: none)")
     p.add_argument("--classifier", default=None, metavar="RUN",
                    help="also score the samples with a digit classifier (train_classifier.py's run "
                         "directory or checkpoint): "
-                        "classes covered, Inception-style score, Frechet distance against the test points")
-    p.add_argument("--json", default=None, metavar="FILE", help="also write the result as JSON")
+                        "classes covered, Inception-style score, Frechet distance against the "
+                        "test points (default: none)")
+    p.add_argument("--json", default=None, metavar="FILE",
+                   help="also write the result as JSON to this file (default: none)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
     try:
         be = get_backend(args.backend, seed=args.seed)
         gan, cfg, meta = load_run(args.run, be)
         check_memory(args.samples, 3072 if cfg.dataset == "cifar10" else 784)
-        validation, test, what = protocol(cfg, args.data_dir)
+        clf = None
+        if args.classifier:                 # loaded first: a wrong path fails before any work
+            from .classifier import load_classifier
+            clf, _ = load_classifier(args.classifier, backend=be)
+        validation, test, what = protocol(cfg, args.data_dir, download_setting(args))
         print(f"checkpoint: epoch {meta.get('epoch')}, step {meta.get('step')}; {what}", flush=True)
         samples = sample_images(gan, args.samples)
         result = parzen_evaluate(test, validation, samples, backend=be,
@@ -124,10 +134,8 @@ def main(argv=None, prog="evaluate.py"):
             print("(the paper reports no Parzen-window number for CIFAR-10: nothing to compare with)")
         report = {**result.as_dict(), "protocol": what, "epoch": meta.get("epoch"),
                   "step": meta.get("step")}
-        if args.classifier:
-            from .classifier import load_classifier
+        if clf is not None:
             from .metrics import sample_quality
-            clf, _ = load_classifier(args.classifier, backend=be)
             q = sample_quality(samples, test, clf)
             print(f"classes covered: {q['classes_covered']}/10 {q['class_histogram']}; "
                   f"inception score: {q['inception_score']:.2f}; "

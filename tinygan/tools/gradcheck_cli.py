@@ -396,7 +396,8 @@ def _parser(prog="python -m tinygan.gradcheck"):
                     "passes, 1 when any fails, 2 on a usage error.",
         epilog="Derivations of every gradient: docs/gradients.md.")
     p.add_argument("--layer", metavar="NAME",
-                   help="run one item only (case-insensitive): " + ", ".join(check_items()))
+                   help="run one item only (case-insensitive; default: all): "
+                        + ", ".join(check_items()))
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
                    help="float64 (default); float32 shows why gradient checks need float64")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

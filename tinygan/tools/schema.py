@@ -166,8 +166,9 @@ def run_validator(complete=True):
 def validate_classifier(arrays, meta):
     """``validate(arrays, meta)`` for a classifier checkpoint (examples/train_classifier.py)."""
     _keys("classifier meta", meta, ("architecture", "accuracy"),
-          ("kind", "evaluated_on", "dataset", "trained_on", "accuracy_per_epoch", "loss_per_epoch", "epochs",
-           "batch_size", "lr", "lr_decay", "seed", "backend", "tinygan_version"))
+          ("kind", "evaluated_on", "dataset", "split", "limit", "trained_on", "accuracy_per_epoch",
+           "loss_per_epoch", "epochs", "batch_size", "lr", "lr_decay", "seed", "backend",
+           "tinygan_version"))
     if meta.get("kind", CLASSIFIER_KIND) != CLASSIFIER_KIND:
         _fail(f"meta 'kind' is {meta['kind']!r}, not {CLASSIFIER_KIND!r}: not a classifier checkpoint")
     arch = meta["architecture"]
@@ -187,6 +188,10 @@ def validate_classifier(arrays, meta):
                     ("lr", _is_float), ("lr_decay", _is_float)):
         if key in meta and not ok(meta[key]):
             _fail(f"meta {key!r} is {meta[key]!r}"[:200])
+    if meta.get("split") not in (None, "train", "test"):
+        _fail(f"meta 'split' is {meta['split']!r}, not train or test"[:200])
+    if meta.get("limit") is not None and not _is_int(meta["limit"], 1):
+        _fail(f"meta 'limit' is {meta['limit']!r}"[:200])
     for key in ("evaluated_on", "dataset", "trained_on", "backend", "tinygan_version"):
         if key in meta and not (meta[key] is None or isinstance(meta[key], str)):
             _fail(f"meta {key!r} is not a string")

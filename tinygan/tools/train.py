@@ -44,8 +44,8 @@ import numpy as np
 
 from .. import __version__
 from ..backend import get_backend
-from .checkpoint import (check_compatible, checkpoint_exists, load_checkpoint, remove_leftovers,
-                         save_checkpoint)
+from .checkpoint import (check_compatible, checkpoint_exists, checkpoint_path,  # noqa: F401
+                         load_checkpoint, remove_leftovers, save_checkpoint)
 from ..errors import (BackendError, CheckpointError, ConfigError, TrainingDiverged, check_choice,
                       check_int, check_positive)
 from .evaluate import nearest_neighbours
@@ -168,18 +168,6 @@ def load_gan_arrays(gan, arrays, generator_only=False):
     for prefix, target in (("D/", gan.D), ("opt_G/", gan.g_opt), ("opt_D/", gan.d_opt)):
         if not generator_only or part(prefix):
             target.load_state(part(prefix))
-
-
-def checkpoint_path(path):
-    """The checkpoint of a run directory (``dir/checkpoint``), or ``path`` itself when it is a
-    checkpoint (``.../checkpoint``, ``.npz`` or ``.json``); CheckpointError if there is none."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "checkpoint"
-    if not checkpoint_exists(path):
-        raise CheckpointError(f"no run directory or checkpoint at {path}: give the --out "
-                              "directory of the training run (or its checkpoint)")
-    return path
 
 
 def load_run(path, backend=None):
