@@ -62,6 +62,11 @@ def test_train_sample_and_resume_from_the_checkpoint(tmp_path):
     # a finished run says so
     proc = tinygan("train", "--resume", "--data-dir", MNIST_DIR, "--out", out)
     assert proc.returncode == 0 and "is finished (epoch 2 of --epochs 2)" in proc.stdout
+    # --data-dir comes from the checkpoint too (the README's resume command omits it; it went
+    # looking for the training set before the fix)
+    proc = tinygan("train", "--resume", "--epochs", "3", "--out", out, "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert "mnist test (200 images)" in proc.stdout and "epoch 3/3:" in proc.stdout
     # --max-steps extends, and no run is overwritten without --resume or --force
     proc = tinygan("train", *SMALL, "--out", out)
     assert proc.returncode == 1 and "--force" in one_line(proc)

@@ -64,11 +64,12 @@ SPECS = {
 MUST_AGREE = ("dataset", "split", "limit", "batch_size", "objective", "schedule", "k", "lr",
               "seed", "hidden", "units")
 # flags a resumed run takes from its checkpoint unless given (then they change the run)
-MAY_CHANGE = ("backend", "epochs", "max_steps", "log_every", "classifier", "metrics_every")
+MAY_CHANGE = ("backend", "epochs", "max_steps", "log_every", "classifier", "metrics_every",
+              "data_dir")
 DEFAULTS = {"split": "train", "limit": 0, "epochs": 100, "max_steps": 0, "batch_size": 100,
             "objective": "nonsaturating", "schedule": "simultaneous", "k": 1, "seed": 0,
             "backend": "numpy", "hidden": 0, "units": 0, "log_every": 50, "classifier": "",
-            "metrics_every": 1}
+            "metrics_every": 1, "data_dir": None}
 
 
 def paper_default(dataset, key):
@@ -266,9 +267,10 @@ def train(argv=None, spec=SPECS["mnist"]):
                           dataset=args.dataset, split=args.split, limit=args.limit or 0,
                           max_steps=args.max_steps or 0, classifier=args.classifier or "",
                           metrics_every=args.metrics_every, hidden=args.hidden or 0,
-                          units=args.units or 0)
+                          units=args.units or 0,
+                          data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else "")
         cfg.validate()
-        images = load_training_images(args.dataset, args.split, data_dir=args.data_dir,
+        images = load_training_images(args.dataset, args.split, data_dir=args.data_dir or None,
                                       limit=args.limit or 0, progress=not args.no_progress,
                                       download=download_setting(args))
         make = Trainer.resume if args.resume else Trainer

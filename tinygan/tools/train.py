@@ -95,6 +95,7 @@ class TrainConfig:
     max_steps: int = 0          # stop after this many steps in total (0: no limit)
     classifier: str = ""        # a classifier checkpoint: log sample-quality metrics (metrics.py)
     metrics_every: int = 1      # ... every this many epochs
+    data_dir: str = ""          # where the images came from ("": the default search order)
     metrics_samples: int = 2000
     hidden: int = 0             # G's hidden width; 0: the paper's (1200 MNIST, 8000 CIFAR-10)
     units: int = 0              # D's maxout units; 0: the paper's (240 MNIST, 1600 CIFAR-10)
