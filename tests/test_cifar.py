@@ -13,7 +13,7 @@ import pytest
 from matplotlib.image import imread
 
 from conftest import REPO
-from test_data import dead_mirror, serve  # noqa: F401  (fixtures: local HTTP server)
+from test_data import dead_mirror, isolate_data, serve  # noqa: F401  (fixtures: local HTTP server)
 from tinygan.errors import ConfigError, DataError
 from tinygan.layers import Dropout, Linear, Maxout, ReLU, Sigmoid
 from tinygan.network import paper_cifar_discriminator, paper_cifar_generator
@@ -78,12 +78,7 @@ def good_members(n=3):
 
 @pytest.fixture
 def env(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.delenv("TINYGAN_DATA", raising=False)
-    for var in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("no_proxy", "*")
-    monkeypatch.setattr(data, "TIMEOUT", 5.0)
+    isolate_data(tmp_path, monkeypatch)
     return tmp_path
 
 

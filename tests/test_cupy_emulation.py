@@ -224,8 +224,9 @@ def test_mnist_evaluate_and_classifier_examples_on_cupy(cupy, tmp_path, capsys):
     evaluate = load(REPO / "examples" / "evaluate.py")
     train_classifier = load(REPO / "examples" / "train_classifier.py")
     clf, run = tmp_path / "clf", tmp_path / "run"
-    assert train_classifier.main(["--data-dir", str(MNIST_DIR), "--out", str(clf), "--epochs", "1",
-                                  "--hidden", "32", "--limit", "500", "--backend", "cupy"]) == 0, \
+    assert train_classifier.main(["--data-dir", str(MNIST_DIR), "--split", "test", "--out", str(clf),
+                                  "--epochs", "1", "--hidden", "32", "--limit", "500",
+                                  "--backend", "cupy"]) == 0, \
         capsys.readouterr().err
     argv = ["--data-dir", str(MNIST_DIR), "--split", "test", "--limit", "200", "--batch-size", "50",
             "--out", str(run), "--no-progress", "--backend", "cupy",

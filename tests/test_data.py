@@ -43,16 +43,22 @@ def write_pair(directory, n=7, label=3, prefix="t10k"):
     return images
 
 
-@pytest.fixture
-def env(tmp_path, monkeypatch):
-    """Isolated environment: cache under tmp_path, no TINYGAN_DATA, no proxies, no Debian dir."""
+def isolate_data(tmp_path, monkeypatch):
+    """Cache under tmp_path, no TINYGAN_DATA, no proxies (downloads go to 127.0.0.1 only),
+    short timeouts."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("TINYGAN_DATA", raising=False)
     for var in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("no_proxy", "*")
-    monkeypatch.setattr(data, "DEBIAN_FASHION_DIR", tmp_path / "no-debian")
     monkeypatch.setattr(data, "TIMEOUT", 5.0)
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    """Isolated environment: cache under tmp_path, no TINYGAN_DATA, no proxies, no Debian dir."""
+    isolate_data(tmp_path, monkeypatch)
+    monkeypatch.setattr(data, "DEBIAN_FASHION_DIR", tmp_path / "no-debian")
     return tmp_path
 
 
