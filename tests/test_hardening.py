@@ -467,6 +467,7 @@ def test_signal_at_the_final_save_and_the_figure(tmp_path, window, sig, times):
     if times == 2:
         assert proc.returncode != 0 and time.time() - t0 < 1.5   # stopped at once
         assert not list(out.glob("*.tmp"))
+        assert "Traceback" not in stderr and "stopped at once" in stderr.strip().splitlines()[-1]
         return
     assert proc.returncode == 0 and "Traceback" not in stderr, stderr
     arrays, meta = load_checkpoint(out / "checkpoint")

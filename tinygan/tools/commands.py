@@ -285,6 +285,10 @@ def train(argv=None, spec=SPECS["mnist"]):
             trainer.run()
     except (TinyGANError, OSError) as exc:
         return report_error(prog, exc)
+    except KeyboardInterrupt:           # a second Ctrl-C: stopped at once, in one line
+        print(printable(f"{prog}: stopped at once by a second interrupt; the last checkpoint "
+                        f"written in {args.out} is kept"), file=sys.stderr)
+        return 130
     return 0
 
 

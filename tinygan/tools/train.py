@@ -37,6 +37,7 @@ import dataclasses
 import math
 import signal
 import threading
+import sys
 import time
 from pathlib import Path
 
@@ -44,6 +45,7 @@ import numpy as np
 
 from .. import __version__
 from ..backend import get_backend
+from .cli import printable
 from .checkpoint import (check_compatible, checkpoint_exists, checkpoint_path,  # noqa: F401
                          load_checkpoint, remove_leftovers, save_checkpoint)
 from ..errors import (BackendError, CheckpointError, ConfigError, TrainingDiverged, check_choice,
@@ -267,7 +269,6 @@ class ProgressReporter:
     epoch lines only."""
 
     def __init__(self, enabled=True, tty=None, every_s=30.0):
-        import sys
         self.enabled = enabled
         self.tty = sys.stderr.isatty() if tty is None else tty
         self.every_s = every_s
@@ -494,12 +495,13 @@ class Trainer:
             self._interrupt = None
         self.interrupted = interrupt.requested
         if stopped_early:
-            print(f"\ninterrupted at step {self.step}: checkpoint saved to "
-                  f"{self.checkpoint_path}.npz; continue with --resume", flush=True)
+            print(printable(f"\ninterrupted at step {self.step}: checkpoint saved to "
+                            f"{self.checkpoint_path}.npz; continue with --resume", sys.stdout),
+                  flush=True)
         elif skipped:
-            print(f"\ninterrupted during the final save at step {self.step}: checkpoint saved to "
-                  f"{self.checkpoint_path}.npz; the nearest-neighbour figure is skipped "
-                  "(--resume draws it)", flush=True)
+            print(printable(f"\ninterrupted during the final save at step {self.step}: checkpoint "
+                            f"saved to {self.checkpoint_path}.npz; the nearest-neighbour figure "
+                            "is skipped (--resume draws it)", sys.stdout), flush=True)
         elif self.interrupted:
             print("\ninterrupted while drawing the nearest-neighbour figure: it is finished, "
                   "and so is the run", flush=True)
