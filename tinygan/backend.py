@@ -12,7 +12,7 @@ import sys
 
 import numpy
 
-from .errors import BackendError
+from .errors import BackendError, check_choice
 
 BACKENDS = ("numpy", "cupy", "auto")
 DTYPES = ("float32", "float64")
@@ -57,8 +57,7 @@ class Backend:
     """
 
     def __init__(self, name, xp, dtype="float32", seed=None):
-        if str(dtype) not in DTYPES:
-            raise BackendError(f"unknown dtype {dtype!r}: choose one of {', '.join(DTYPES)}")
+        check_choice("dtype", str(dtype), DTYPES, BackendError)
         self.name = name
         self.xp = xp
         self.dtype = xp.dtype(str(dtype))
@@ -166,8 +165,7 @@ def get_backend(name="numpy", dtype="float32", seed=None, verbose=True):
     """
     if isinstance(name, Backend):
         return name
-    if name not in BACKENDS:
-        raise BackendError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")
+    check_choice("backend", name, BACKENDS, BackendError)
     if name == "numpy":
         return Backend("numpy", numpy, dtype, seed)
     usable, reason = cupy_usable()
@@ -201,7 +199,7 @@ _KERNELS = {}
 
 
 def elementwise_kernel(xp, kernel):
-    """The callable that runs ``kernel`` (a tinygan.kernels.Kernel) on library ``xp``.
+    """The callable that runs ``kernel`` (a tinygan.fast.kernels.Kernel) on library ``xp``.
 
     On CuPy: a ``cupy.ElementwiseKernel`` built from the kernel's parameters and CUDA body
     (compiled on first use, then cached): one launch per call. On NumPy: the kernel's NumPy

@@ -63,8 +63,15 @@ def check_in_range(name, value, low, high):
     return float(value)
 
 
-def check_choice(name, value, choices):
-    """``value`` if it is one of ``choices``, else ConfigError listing them."""
+def check_probability(name, value):
+    """``value`` as a float with 0 < value <= 1 (bools refused), else ConfigError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise ConfigError(f"{name} must be in (0, 1], got {value!r}")
+    return float(value)
+
+
+def check_choice(name, value, choices, error=ConfigError):
+    """``value`` if it is one of ``choices``, else ``error`` (ConfigError) listing them."""
     if value not in choices:
-        raise ConfigError(f"unknown {name} {value!r}: choose one of {', '.join(choices)}")
+        raise error(f"unknown {name} {value!r}: choose one of {', '.join(choices)}")
     return value

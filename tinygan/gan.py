@@ -8,7 +8,7 @@ Gradient of G's loss with respect to G's parameters (the path through D):
 
     dL_G/dl  = generator_loss(l)[1]                 l = D(G(z)) logits, (M, 1)
     dL_G/dx  = grad_through_d(D, dL_G/dl)           x = G(z), (M, D_x)
-             = D.backward(dL_G/dl, param_grads=False)
+             = D.input_grad(dL_G/dl)  (a backward with param_grads=False)
     dL_G/dθ_G = G.backward(dL_G/dx)                  into G.grad_vector
 
 Update schedules:
@@ -21,10 +21,10 @@ Update schedules:
 
 import math
 
+from . import losses
 from .errors import ConfigError, check_choice, check_int
-from .kernels import sigmoid
-from .layers import ALL
-from .losses import OBJECTIVES, discriminator_loss, generator_loss
+from .layers import sigmoid
+from .network import ALL
 
 SCHEDULES = ("simultaneous", "alternating")
 NOISES = ("uniform", "normal")
@@ -32,7 +32,7 @@ NOISES = ("uniform", "normal")
 
 def check_settings(objective, schedule, k, noise="uniform"):
     """Validate the training settings (the one place they are checked); ConfigError if bad."""
-    check_choice("objective", objective, OBJECTIVES)
+    check_choice("objective", objective, losses.OBJECTIVES)
     check_choice("schedule", schedule, SCHEDULES)
     check_choice("noise", noise, NOISES)
     check_int("k (discriminator steps per generator step)", k)
@@ -41,10 +41,10 @@ def check_settings(objective, schedule, k, noise="uniform"):
 
 
 def grad_through_d(D, dl_fake, rows=ALL):
-    """dL_G/dx for the fake rows ``rows`` of D's last forward batch: G's loss gradient on the
-    logits carried back through D to its input x = G(z). D's parameter gradients are left
-    untouched (``param_grads=False``): D is fixed during G's step."""
-    return D.backward(dl_fake, param_grads=False, rows=rows)
+    """dL_G/dx for the fake rows ``rows`` (a slice) of D's last forward batch: G's loss
+    gradient on the logits carried back through D to its input x = G(z). D's parameter
+    gradients are left untouched: D is fixed during G's step."""
+    return D.input_grad(dl_fake, rows)
 
 
 class GAN:
@@ -58,6 +58,11 @@ class GAN:
         objective: "nonsaturating" or "minimax" (generator loss).
         schedule: "simultaneous" or "alternating".  k: D-steps per G-step (alternating only).
     """
+
+    # the losses and D(x)'s sigmoid (tinygan.fast.GAN swaps in their fused forms)
+    discriminator_loss = staticmethod(losses.discriminator_loss)
+    generator_loss = staticmethod(losses.generator_loss)
+    sigmoid = staticmethod(sigmoid)
 
     def __init__(self, generator, discriminator, g_optimizer, d_optimizer, noise_dim=100,
                  noise="uniform", objective="nonsaturating", schedule="simultaneous", k=1):
@@ -88,7 +93,7 @@ class GAN:
     def discriminate(self, x):
         """D(x) = sigmoid(logits), D in eval mode (dropout off): (N, D_x) -> (N,)."""
         with self.D.evaluating():
-            return sigmoid(self.D.forward(self.backend.asarray(x)))[:, 0]
+            return self.sigmoid(self.D.forward(self.backend.asarray(x)))[:, 0]
 
     # --- training ----------------------------------------------------------------------
     def train_step(self, real):
@@ -114,7 +119,7 @@ class GAN:
         (D's parameters do not move). Returns (D loss, logits of the real rows, of the fakes)."""
         n = real.shape[0]
         logits = self.D.forward(self.xp.concatenate([real, fake]))
-        d_loss, dl_real, dl_fake = discriminator_loss(logits[:n], logits[n:])
+        d_loss, dl_real, dl_fake = self.discriminator_loss(logits[:n], logits[n:])
         self.D.backward(self.xp.concatenate([dl_real, dl_fake]), input_grad=False)
         return d_loss, logits[:n], logits[n:]
 
@@ -122,7 +127,7 @@ class GAN:
         n = real.shape[0]
         fake = self.G.forward(self.sample_noise(n))
         d_loss, l_real, l_fake = self._discriminator_pass(real, fake)  # real and fake in one pass
-        g_loss, dl_g = generator_loss(l_fake, self.objective)
+        g_loss, dl_g = self.generator_loss(l_fake, self.objective)
         # G's gradient through D, before D's parameters move (same masks, same samples)
         self.grad_x = grad_through_d(self.D, dl_g, rows=slice(n, None))
         self.G.backward(self.grad_x, input_grad=False)
@@ -152,7 +157,7 @@ class GAN:
         """One update of G on m fresh samples through D (D fixed, its dropout on).
         Returns (G loss, D's logits on the samples); dL_G/dx stays in ``self.grad_x``."""
         l_fake = self.D.forward(self.G.forward(self.sample_noise(m)))
-        g_loss, dl_g = generator_loss(l_fake, self.objective)
+        g_loss, dl_g = self.generator_loss(l_fake, self.objective)
         self.grad_x = grad_through_d(self.D, dl_g)
         self.G.backward(self.grad_x, input_grad=False)
         self.g_opt.step()
@@ -160,7 +165,7 @@ class GAN:
 
     def _stats(self, d_loss, g_loss, l_real, l_fake):
         return {"d_loss": d_loss, "g_loss": g_loss,
-                "d_real": sigmoid(l_real).mean(), "d_fake": sigmoid(l_fake).mean()}
+                "d_real": self.sigmoid(l_real).mean(), "d_fake": self.sigmoid(l_fake).mean()}
 
     def set_epoch(self, epoch):
         """Pass the epoch to both optimizers' schedules (momentum ramp)."""

@@ -2,36 +2,25 @@
 
 D(x) = sigmoid(l) for a logit l. Working on logits keeps every value finite:
 
-    log D(x)     = log sigmoid(l)     = -softplus(-l)
-    log(1 - D(x)) = log sigmoid(-l)    = -softplus(l)
+    log D(x)      = log sigmoid(l)   = -softplus(-l)
+    log(1 - D(x)) = log sigmoid(-l)  = -softplus(l)
     d softplus(l) / dl = sigmoid(l)
 
-with softplus(l) = log(1 + exp(l)) computed as logaddexp(0, l) and sigmoid(l) from
-exp(-|l|), both finite and accurate to rounding for |l| up to float32's range.
+with softplus(l) = log(1 + exp(l)) computed as logaddexp(0, l), and sigmoid (layers.py)
+from exp(-|l|): both finite and accurate to rounding for |l| up to float32's range.
 Losses are 0-d backend arrays (no host synchronisation); gradients have the logits' shape.
-Each loss's softplus terms and gradient come from one fused pass, kernels.logistic (its
-plain formula: kernels.reference_logistic).
 """
 
-from . import kernels
-from .errors import ConfigError
+from .backend import array_module
+from .errors import check_choice
+from .layers import sigmoid
 
 OBJECTIVES = ("nonsaturating", "minimax")
 
 
-def softplus(xp, l):
+def softplus(l):
     """log(1 + exp(l)), elementwise, without overflow."""
-    return xp.logaddexp(0, l)
-
-
-def sigmoid(xp, l):
-    """1 / (1 + exp(-l)), elementwise, to full relative precision on both tails.
-
-    With e = exp(-|l|) in (0, 1]: sigmoid(l) = 1 / (1 + e) for l >= 0 and e / (1 + e) for
-    l < 0, so sigmoid(-20) = 2.06e-9 is exact, not 0 (the minimax gradient lives there).
-    (kernels.sigmoid: one pass; its formula is kernels.reference_sigmoid.)
-    """
-    return kernels.sigmoid(l)
+    return array_module(l).logaddexp(0, l)
 
 
 def discriminator_loss(real_logits, fake_logits):
@@ -43,9 +32,9 @@ def discriminator_loss(real_logits, fake_logits):
         dL/dl_real = -0.5 * sigmoid(-l_real) / N_real
         dL/dl_fake = +0.5 * sigmoid(l_fake) / N_fake
     """
-    sp_real, d_real = kernels.logistic(real_logits, -1.0, -0.5 / real_logits.size)
-    sp_fake, d_fake = kernels.logistic(fake_logits, 1.0, 0.5 / fake_logits.size)
-    loss = 0.5 * (sp_real.mean() + sp_fake.mean())
+    loss = 0.5 * softplus(-real_logits).mean() + 0.5 * softplus(fake_logits).mean()
+    d_real = -0.5 * sigmoid(-real_logits) / real_logits.size
+    d_fake = 0.5 * sigmoid(fake_logits) / fake_logits.size
     return loss, d_real, d_fake
 
 
@@ -58,11 +47,8 @@ def generator_loss(fake_logits, kind="nonsaturating"):
         dL/dl = -sigmoid(l) / N.
     Returns (L, dL/dl).
     """
+    check_choice("generator objective", kind, OBJECTIVES)
     n = fake_logits.size
     if kind == "nonsaturating":
-        sp, grad = kernels.logistic(fake_logits, -1.0, -1.0 / n)
-        return sp.mean(), grad
-    if kind == "minimax":
-        sp, grad = kernels.logistic(fake_logits, 1.0, -1.0 / n)
-        return -sp.mean(), grad
-    raise ConfigError(f"unknown generator objective {kind!r}: choose one of {', '.join(OBJECTIVES)}")
+        return softplus(-fake_logits).mean(), -sigmoid(-fake_logits) / n
+    return -softplus(fake_logits).mean(), -sigmoid(fake_logits) / n

@@ -1,8 +1,8 @@
 """Sequential networks, and builders for the paper's MNIST G and D and for generic MLPs.
 
-A :class:`Sequential` owns one flat parameter vector and one flat gradient vector; each
-layer's ``params[name]`` and ``grads[name]`` are views into them. Backward chains the
-layers' own backward passes in reverse order (the chain rule, one layer at a time):
+A :class:`Sequential` is a list of layers; its parameters are the layers' own, named
+"i.key" (layer index . key). Backward chains the layers' own backward passes in reverse
+order (the chain rule, one layer at a time):
 
     dL/dx_i = layer_i.backward(dL/dx_{i+1}),   with x_{i+1} = layer_i.forward(x_i).
 """
@@ -10,17 +10,20 @@ layers' own backward passes in reverse order (the chain rule, one layer at a tim
 import contextlib
 
 from .backend import default_backend
-from .errors import ConfigError
-from .layers import ALL, Dropout, LeakyReLU, Linear, Maxout, ReLU, Sigmoid, Tanh
+from .errors import ConfigError, check_choice
+from .layers import Dropout, LeakyReLU, Linear, Maxout, ReLU, Sigmoid, Tanh
+
+ALL = slice(None)
+"""``rows=ALL``: every row of the last forward batch."""
 
 
 class Sequential:
     """A stack of layers applied in order: x (N, D_in) -> y (N, D_out).
 
     Attributes:
-        layers:      the layers, in forward order.
-        param_vector / grad_vector: flat 1-D backend arrays holding every parameter / gradient.
-        params / grads: lists of (name, array view), names like ``"0.W"`` (layer index . key).
+        layers: the layers, in forward order.
+        params / grads: lists of (name, array), names like ``"0.W"`` (layer index . key),
+            read from the layers each time (a backward stores new gradient arrays).
     """
 
     def __init__(self, layers, backend=None):
@@ -28,51 +31,62 @@ class Sequential:
         if not self.layers:
             raise ConfigError("Sequential needs at least one layer")
         self.backend = backend or self.layers[0].backend
-        xp, be = self.backend.xp, self.backend
-        named = [(f"{i}.{k}", layer, k) for i, layer in enumerate(self.layers)
-                 for k in layer.params]
-        for _, layer, k in named:
-            if layer.params[k].dtype != be.dtype:
+        for _, layer, k in self.named():
+            if layer.params[k].dtype != self.backend.dtype:
                 raise ConfigError(f"layer {layer!r} has dtype {layer.params[k].dtype}, "
-                                  f"the network's backend uses {be.dtype}: build every layer "
-                                  "with the same backend")
-        size = sum(int(layer.params[k].size) for _, layer, k in named)
-        self.param_vector = be.zeros((size,))
-        self.grad_vector = be.zeros((size,))
-        self.params, self.grads = [], []
-        offset = 0
-        for name, layer, k in named:
-            p = layer.params[k]
-            n = int(p.size)
-            pv = self.param_vector[offset:offset + n].reshape(p.shape)
-            gv = self.grad_vector[offset:offset + n].reshape(p.shape)
-            xp.copyto(pv, p)
-            layer.params[k], layer.grads[k] = pv, gv
-            self.params.append((name, pv))
-            self.grads.append((name, gv))
-            offset += n
+                                  f"the network's backend uses {self.backend.dtype}: build every "
+                                  "layer with the same backend")
         self.training = True
+        self.batch = 0                  # cache: the number of rows of the last forward
+
+    def named(self):
+        """(name, layer, key) of every parameter, in order: "i.key" for layers[i].params[key]."""
+        return [(f"{i}.{k}", layer, k) for i, layer in enumerate(self.layers) for k in layer.params]
+
+    @property
+    def params(self):
+        return [(name, layer.params[k]) for name, layer, k in self.named()]
+
+    @property
+    def grads(self):
+        return [(name, layer.grads[k]) for name, layer, k in self.named()]
 
     def forward(self, x):
         """y = layer_n(... layer_1(x))."""
+        self.batch = x.shape[0]
         for layer in self.layers:
             x = layer.forward(x)
         return x
 
-    def backward(self, dy, param_grads=True, input_grad=True, rows=ALL):
-        """Chain rule in reverse order: returns dL/dx (None when ``input_grad`` is False).
+    def backward(self, dy, param_grads=True, input_grad=True):
+        """Chain rule in reverse order: dL/dx_i = layer_i.backward(dL/dx_{i+1}); returns dL/dx
+        (None when ``input_grad`` is False).
 
-        ``param_grads=False`` leaves ``grad_vector`` untouched (only dL/dx is needed, as when
-        G's gradient flows through D); with ``input_grad=False`` no layer computes a dL/dx that
-        only parameter-free layers below it would use. ``rows`` (a slice): dy belongs to those rows of the
-        last forward batch only (G's loss sees only the fake rows of D's real+fake batch).
+        ``param_grads=False`` leaves every parameter gradient untouched (only dL/dx is needed,
+        as when G's gradient flows through D); with ``input_grad=False`` the pass stops below
+        the lowest layer with parameters.
         """
         for i in range(len(self.layers) - 1, -1, -1):
-            # dL/dx_i is needed when asked for, or when a layer below has parameters
-            want_dx = input_grad or any(layer.params for layer in self.layers[:i])
-            dy = self.layers[i].backward(dy, param_grads=param_grads, input_grad=want_dx,
-                                         rows=rows)
+            layer = self.layers[i]
+            need_dx = input_grad or any(below.params for below in self.layers[:i])
+            if layer.params:
+                dy = layer.backward(dy, param_grads=param_grads, input_grad=need_dx)
+            elif need_dx:
+                dy = layer.backward(dy)
+            else:
+                return None
         return dy
+
+    def input_grad(self, dy, rows=ALL):
+        """dL/dx for the rows ``rows`` (a slice) of the last forward batch, dy covering those
+        rows only; the parameter gradients are left untouched. The rows of a batch do not mix,
+        so this is the full backward of dy padded with zeros on the other rows, those rows
+        dropped (G's gradient through D's real+fake batch)."""
+        if rows != ALL:
+            full = self.backend.zeros((self.batch,) + dy.shape[1:])
+            full[rows] = dy
+            return self.backward(full, param_grads=False)[rows]
+        return self.backward(dy, param_grads=False)
 
     def train(self, mode=True):
         """Dropout on (train) or off (eval)."""
@@ -109,7 +123,8 @@ class Sequential:
         return dict(self.params)
 
     def load_state(self, arrays):
-        """Copy parameters in from {name: host or backend array}; shapes must match."""
+        """Copy parameters in from {name: host or backend array}; shapes must match (in place:
+        a fast network's flat buffer keeps its views)."""
         mine = dict(self.params)
         missing = sorted(set(mine) - set(arrays))
         extra = sorted(set(arrays) - set(mine))
@@ -123,7 +138,7 @@ class Sequential:
 
     @property
     def num_params(self):
-        return int(self.param_vector.size)
+        return sum(int(p.size) for _, p in self.params)
 
     def __repr__(self):
         inner = ",\n  ".join(repr(layer) for layer in self.layers)
@@ -140,15 +155,15 @@ def mlp(sizes, activation="relu", output=None, init="glorot", scale=0.05, backen
     if len(sizes) < 2:
         raise ConfigError(f"mlp needs at least [D_in, D_out], got {sizes!r}")
     for name in (activation, output):
-        if name is not None and name not in ACTIVATIONS:
-            raise ConfigError(f"unknown activation {name!r}: choose one of {', '.join(ACTIVATIONS)}")
+        if name is not None:
+            check_choice("activation", name, tuple(ACTIVATIONS))
     layers = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(Linear(n_in, n_out, init, scale, backend=be))
         last = i == len(sizes) - 2
         act = output if last else activation
         if act is not None:
-            layers.append(ACTIVATIONS[act](backend=be, inplace=True))   # over Linear's fresh output
+            layers.append(ACTIVATIONS[act](backend=be))
     return Sequential(layers, backend=be)
 
 
@@ -164,10 +179,10 @@ def paper_generator(noise_dim=100, hidden=1200, out_dim=784, pixel_mean=None, ba
     if pixel_mean is not None:
         p = be.xp.clip(be.asarray(pixel_mean, dtype="float64"), 1e-7, 1 - 1e-7)
         out.params["b"][...] = be.xp.log(p) - be.xp.log1p(-p)
-    return Sequential([            # activations overwrite the fresh output of the Linear before them
-        Linear(noise_dim, hidden, "uniform", 0.05, backend=be), ReLU(backend=be, inplace=True),
-        Linear(hidden, hidden, "uniform", 0.05, backend=be), ReLU(backend=be, inplace=True),
-        out, Sigmoid(backend=be, inplace=True),
+    return Sequential([
+        Linear(noise_dim, hidden, "uniform", 0.05, backend=be), ReLU(backend=be),
+        Linear(hidden, hidden, "uniform", 0.05, backend=be), ReLU(backend=be),
+        out, Sigmoid(backend=be),
     ], backend=be)
 
 
@@ -179,13 +194,11 @@ def paper_discriminator(in_dim=784, units=240, pieces=5, keep_input=0.8, keep_hi
     -> Dropout(0.5) -> Linear 1 -> logit (N, 1).   D(x) = sigmoid(logit). Weights U(-0.005, 0.005).
     """
     be = backend or default_backend()
-    return Sequential([            # later dropouts overwrite the fresh output of the maxout before them
+    return Sequential([
         Dropout(keep_input, backend=be), Maxout(in_dim, units, pieces, "uniform", 0.005, backend=be),
-        Dropout(keep_hidden, backend=be, inplace=True),
-        Maxout(units, units, pieces, "uniform", 0.005, backend=be),
-        Dropout(keep_hidden, backend=be, inplace=True), Linear(units, 1, "uniform", 0.005, backend=be),
+        Dropout(keep_hidden, backend=be), Maxout(units, units, pieces, "uniform", 0.005, backend=be),
+        Dropout(keep_hidden, backend=be), Linear(units, 1, "uniform", 0.005, backend=be),
     ], backend=be)
-
 
 
 def paper_cifar_generator(noise_dim=100, hidden=8000, out_dim=3072, backend=None):
@@ -197,9 +210,9 @@ def paper_cifar_generator(noise_dim=100, hidden=8000, out_dim=3072, backend=None
     the output is unbounded (it models globally contrast-normalised images, channel-major).
     """
     be = backend or default_backend()
-    return Sequential([            # activations overwrite the fresh output of the Linear before them
-        Linear(noise_dim, hidden, "uniform", 0.05, backend=be), ReLU(backend=be, inplace=True),
-        Linear(hidden, hidden, "uniform", 0.05, backend=be), Sigmoid(backend=be, inplace=True),
+    return Sequential([
+        Linear(noise_dim, hidden, "uniform", 0.05, backend=be), ReLU(backend=be),
+        Linear(hidden, hidden, "uniform", 0.05, backend=be), Sigmoid(backend=be),
         Linear(hidden, out_dim, "uniform", 0.5, backend=be),
     ], backend=be)
 

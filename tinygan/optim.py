@@ -1,24 +1,25 @@
-"""Optimizers over one flat parameter vector and its flat gradient vector.
+"""Optimizers: SGD with momentum and Adam, one API, the paper's schedules.
 
-A network's ``param_vector`` and ``grad_vector`` (network.py) hold all its parameters, so an
-update is a handful of elementwise calls on two long arrays, written in place.
+An optimizer takes a network and updates its parameters in place from the gradients its
+last backward stored, one parameter array at a time:
 
     SGD, classical momentum:  v <- mu v - lr_t g;      p <- p + v
-    Adam:                     m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;
-                              p <- p - a_t m / (sqrt(v) + eps_t),  a_t = lr_t sqrt(1 - b2^t) / (1 - b1^t)
+    Adam:                     m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2
+                              m_hat = m / (1 - b1^(t+1));  v_hat = v / (1 - b2^(t+1))
+                              p <- p - lr_t m_hat / (sqrt(v_hat) + eps)
 
-Both optimizers share one API: ``lr`` is the base learning rate (a plain attribute, settable),
-``decay`` an optional schedule object giving the rate a step uses, ``lr_t = decay(lr, t)``
-after t steps, ``set_epoch(e)`` applies a momentum schedule, and ``state()`` /
-``load_state(state)`` save and restore everything a resume needs, as the network's do.
+One decay rule for both: the step that follows t steps (t = 0 for the first) uses
+``lr_t = decay(lr, t)``, so the first step uses the base rate ``lr`` (as the paper's
+pylearn2 did); ``current_lr`` is the rate the next step uses. ``lr`` is a plain attribute
+(settable), ``set_epoch(e)`` applies a momentum schedule, and ``state()`` /
+``load_state(state)`` save and restore what a resume needs: each state array as one flat
+vector in parameter order ("velocity"; "m", "v"), the step count "t" and "momentum".
 
 Schedules (the paper's MNIST run):
     lr after t steps:   max(lr0 / decay^t, min_lr)            (decay = 1.000004, min_lr = 1e-6)
     momentum at epoch e: linear from mu0 at epoch ``start`` to mu1 at ``saturate`` (0.5 -> 0.7, 1 -> 250)
 """
 
-from . import kernels
-from .backend import array_module
 from .errors import ConfigError, check_in_range, check_positive
 
 
@@ -49,25 +50,27 @@ class MomentumRamp:
 
 
 class Optimizer:
-    """What SGD and Adam share: the flat vectors, ``lr``, the decay schedule, the step count t.
+    """What SGD and Adam share: the network, ``lr``, the decay schedule, the step count t.
 
-    Subclasses name their state arrays in ``_arrays`` and write ``step``.
+    Subclasses name their state arrays in ``_arrays`` (each a list, one array per parameter)
+    and write ``update(i, p, g, lr)``, the update of parameter i.
     """
 
     _arrays = ()
 
-    def __init__(self, params, grads, lr, decay=None):
-        if params.shape != grads.shape:
-            raise ConfigError(f"params {params.shape} and grads {grads.shape} differ in shape")
-        if params.ndim != 1:
-            raise ConfigError(f"params must be a flat 1-D vector (a network's param_vector), "
-                              f"got shape {params.shape}")
-        self.params, self.grads = params, grads
+    def __init__(self, net, lr, decay=None):
+        if not hasattr(net, "params") or not hasattr(net, "grads"):
+            raise ConfigError(f"an optimizer takes a network (a Sequential), got {type(net).__name__}")
+        self.net = net
         self.lr = check_positive("learning rate", lr)
         self.decay = decay
         self.t = 0
-        self._xp = array_module(params)
-        self._scratch = kernels.scratch_for(params)      # one slab, not a full-size copy
+        for name in self._arrays:
+            setattr(self, name, self._zeros())
+
+    def _zeros(self):
+        """One zero array per parameter (a state array of the optimizer)."""
+        return [p * 0 for _, p in self.net.params]
 
     @property
     def current_lr(self):
@@ -78,14 +81,18 @@ class Optimizer:
         """Apply any per-epoch schedule (call at the start of each epoch)."""
 
     def step(self):
-        """One update: ``apply`` with this step's ``hyperparameters``, then t counts it."""
-        numbers = self.hyperparameters()
+        """One update of every parameter with the rate ``current_lr``; then t counts it."""
+        lr = self.current_lr
+        for i, ((_, p), (_, g)) in enumerate(zip(self.net.params, self.net.grads)):
+            self.update(i, p, g, lr)
         self.t += 1
-        self.apply(*numbers)
 
     def state(self):
-        """{name: array or number}: the state arrays (views: copy before keeping) and t."""
-        out = {name: getattr(self, name) for name in self._arrays}
+        """{name: flat array or number}: each state array as one flat vector in parameter
+        order (the checkpoint format of both paths), and t."""
+        xp = self.net.backend.xp
+        out = {name: xp.concatenate([a.reshape(-1) for a in getattr(self, name)])
+               for name in self._arrays}
         out["t"] = self.t
         return out
 
@@ -95,11 +102,15 @@ class Optimizer:
         if missing:
             raise ConfigError(f"optimizer state lacks {missing}")
         for name in self._arrays:
-            a = self._xp.asarray(state[name])
+            flat = self.net.backend.asarray(state[name]).reshape(-1)
             mine = getattr(self, name)
-            if a.shape != mine.shape:
-                raise ConfigError(f"optimizer state {name}: shape {a.shape} does not fit {mine.shape}")
-            mine[...] = a
+            size = sum(int(a.size) for a in mine)
+            if flat.shape != (size,):
+                raise ConfigError(f"optimizer state {name}: shape {flat.shape} does not fit ({size},)")
+            start = 0
+            for a in mine:
+                a[...] = flat[start:start + a.size].reshape(a.shape)
+                start += a.size
         self.t = int(state["t"])
 
 
@@ -107,34 +118,29 @@ class SGD(Optimizer):
     """SGD with classical momentum.
 
     Args:
-        params, grads: flat 1-D backend arrays of equal size (a network's param_vector and
-            grad_vector); ``params`` is updated in place by ``step()``.
+        net: the network whose parameters ``step()`` updates in place.
         lr: base learning rate.  decay: None (constant) or a schedule such as ExponentialDecay.
         momentum: a number, or a callable epoch -> momentum (e.g. MomentumRamp); see set_epoch.
     """
 
     _arrays = ("velocity",)
 
-    def __init__(self, params, grads, lr=0.1, momentum=0.0, decay=None):
-        super().__init__(params, grads, lr, decay)
+    def __init__(self, net, lr=0.1, momentum=0.0, decay=None):
+        super().__init__(net, lr, decay)
         self.momentum_schedule = momentum if callable(momentum) else None
         self.momentum = check_in_range("momentum", momentum(0) if callable(momentum) else momentum,
                                        0.0, 1.0)
-        self.velocity = params * 0
 
     def set_epoch(self, epoch):
         """Update the momentum from its schedule."""
         if self.momentum_schedule is not None:
             self.momentum = float(self.momentum_schedule(epoch))
 
-    def hyperparameters(self):
-        """The numbers the next step's update takes: (lr_t, mu)."""
-        return self.current_lr, self.momentum
-
-    def apply(self, lr, mu):
-        """v <- mu v - lr g;  p <- p + v  (in one fused pass: kernels.sgd). lr and mu may be
-        0-d device arrays (a CUDA graph reads them there: tinygan/tools/cuda_graph.py)."""
-        kernels.sgd(self.params, self.velocity, self.grads, lr, mu, self._scratch)
+    def update(self, i, p, g, lr):
+        """v <- mu v - lr g;  p <- p + v."""
+        v = self.velocity[i]
+        v[...] = self.momentum * v - lr * g
+        p += v
 
     def state(self):
         return {**super().state(), "momentum": self.momentum}
@@ -145,27 +151,29 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam (Kingma & Ba 2015) on flat vectors; see the module docstring for the update."""
+    """Adam (Kingma & Ba 2015); see the module docstring for the update.
+
+    Args:
+        net: the network whose parameters ``step()`` updates in place.
+        lr: base learning rate.  beta1, beta2: the moments' decay rates.  eps: added to
+        sqrt(v_hat).  decay: None (constant) or a schedule such as ExponentialDecay.
+    """
 
     _arrays = ("m", "v")
 
-    def __init__(self, params, grads, lr=2e-4, beta1=0.5, beta2=0.999, eps=1e-8, decay=None):
-        super().__init__(params, grads, lr, decay)
+    def __init__(self, net, lr=2e-4, beta1=0.5, beta2=0.999, eps=1e-8, decay=None):
+        super().__init__(net, lr, decay)
         self.beta1 = check_in_range("beta1", beta1, 0.0, 1.0)
         self.beta2 = check_in_range("beta2", beta2, 0.0, 1.0)
         self.eps = check_positive("eps", eps)
-        self.m = params * 0
-        self.v = params * 0
 
-    def hyperparameters(self):
-        """The numbers the next step's update takes: (a_t, eps_t), Adam's bias corrections for
-        step t + 1 (the step being taken) folded in."""
-        t = self.t + 1
-        lr = self.lr if self.decay is None else self.decay(self.lr, t)
-        return kernels.adam_step_sizes(lr, self.beta1, self.beta2, self.eps, t)
-
-    def apply(self, lr_t, eps_t):
-        """m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;  p <- p - a_t m / (sqrt(v) + eps_t)
-        (in one fused pass: kernels.adam)."""
-        kernels.adam(self.params, self.m, self.v, self.grads, self.beta1, self.beta2, lr_t, eps_t,
-                     self._scratch)
+    def update(self, i, p, g, lr):
+        """m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;
+        p <- p - lr m_hat / (sqrt(v_hat) + eps), the hats bias-corrected for step t + 1."""
+        xp, b1, b2 = self.net.backend.xp, self.beta1, self.beta2
+        m, v = self.m[i], self.v[i]
+        m[...] = b1 * m + (1 - b1) * g
+        v[...] = b2 * v + (1 - b2) * g * g
+        m_hat = m / (1 - b1 ** (self.t + 1))
+        v_hat = v / (1 - b2 ** (self.t + 1))
+        p -= lr * m_hat / (xp.sqrt(v_hat) + self.eps)

@@ -16,7 +16,7 @@ the CuPy emulation (tinygan/tools/cupy_emulation) runs in place of the CUDA code
 
 import math
 
-from .backend import array_module, elementwise_kernel
+from ..backend import array_module, elementwise_kernel
 
 KERNELS = {}
 """name -> Kernel: every fused kernel (the CuPy emulation finds the NumPy twins here)."""
@@ -38,6 +38,12 @@ class Kernel:
 
 def _on_cupy(a):
     return array_module(a).__name__ != "numpy"
+
+
+def matmul(a, b, out=None):
+    """a @ b (into ``out`` when given): every matrix product of the fast path goes through
+    here, so a CUDA graph can swap it for a capture-safe form."""
+    return array_module(a).matmul(a, b, out=out)
 
 
 # --- the logistic function and the losses' terms --------------------------------------------------
