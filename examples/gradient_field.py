@@ -37,9 +37,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from tinygan.backend import BACKENDS, get_backend  # noqa: E402
 from tinygan.errors import TinyGANError  # noqa: E402
-from tinygan.gan import GAN  # noqa: E402
-from tinygan.network import mlp  # noqa: E402
-from tinygan.optim import Adam  # noqa: E402
+from tinygan.fast import GAN, Adam, mlp  # noqa: E402
 from tinygan.tools.cli import (Parser, non_negative_int, positive_float, positive_int,  # noqa: E402
                               report_error)  # noqa: E402
 from tinygan.tools.files import atomic_write  # noqa: E402
@@ -84,7 +82,7 @@ def make_gan(objective, args):
     D = mlp([2, args.hidden, args.hidden, 1], backend=be)
 
     def adam(net):
-        return Adam(net.param_vector, net.grad_vector, lr=args.lr, beta1=0.5, beta2=0.999)
+        return Adam(net, lr=args.lr, beta1=0.5, beta2=0.999)
     return GAN(G, D, adam(G), adam(D), noise_dim=args.noise_dim, noise="normal",
                objective=objective)
 

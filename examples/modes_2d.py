@@ -42,11 +42,9 @@ from matplotlib.figure import Figure  # noqa: E402
 from tinygan.tools.cli import Parser, positive_float, positive_int, report_error  # noqa: E402
 from tinygan.backend import BACKENDS, get_backend  # noqa: E402
 from tinygan.errors import TinyGANError  # noqa: E402
-from tinygan.gan import GAN  # noqa: E402
 from tinygan.tools.plot import atomic_write  # noqa: E402
 from tinygan.tools.metrics import MIXTURES, mode_metrics, sample_mixture  # noqa: E402
-from tinygan.network import mlp  # noqa: E402
-from tinygan.optim import Adam  # noqa: E402
+from tinygan.fast import GAN, Adam, mlp  # noqa: E402
 
 # (objective, schedule, k), in the table's and the picture's order
 SETTINGS = [
@@ -95,7 +93,7 @@ def run_one(mixture, objective, schedule, k, seed, args):
     D = mlp([2, h, h, 1], backend=be)
 
     def adam(net):
-        return Adam(net.param_vector, net.grad_vector, lr=args.lr, beta1=0.5, beta2=0.999)
+        return Adam(net, lr=args.lr, beta1=0.5, beta2=0.999)
     gan = GAN(G, D, adam(G), adam(D), noise_dim=args.noise_dim, noise="normal",
               objective=objective, schedule=schedule, k=k)
     marks = sorted({round(args.steps * (i + 1) / args.checkpoints)

@@ -56,10 +56,8 @@ from tinygan.tools.cli import report_error  # noqa: E402
 from tinygan.tools.files import atomic_write  # noqa: E402
 from tinygan.backend import BACKENDS, get_backend  # noqa: E402
 from tinygan.errors import TinyGANError  # noqa: E402
-from tinygan.gan import GAN  # noqa: E402
+from tinygan.fast import GAN, SGD, Adam, mlp  # noqa: E402
 from tinygan.losses import discriminator_loss, generator_loss  # noqa: E402
-from tinygan.network import mlp  # noqa: E402
-from tinygan.optim import SGD, Adam  # noqa: E402
 
 DATA_MEAN, DATA_STD = -0.75, 0.5          # p_data
 START_MEAN, START_STD = 0.5, 0.65         # what the starting G is fitted to
@@ -235,8 +233,8 @@ def run(args):
     be = get_backend(args.backend, seed=args.seed)
     G = start_generator(be)
     D = mlp([1, 32, 32, 1], activation="leaky_relu", backend=be)
-    g_opt = Adam(G.param_vector, G.grad_vector, lr=G_LR, beta1=0.5)
-    d_opt = Adam(D.param_vector, D.grad_vector, lr=LR, beta1=0.5)
+    g_opt = Adam(G, lr=G_LR, beta1=0.5)
+    d_opt = Adam(D, lr=LR, beta1=0.5)
     gan = GAN(G, D, g_opt, d_opt, noise_dim=1, noise="uniform", objective="nonsaturating",
               schedule="alternating", k=K)
     rng = np.random.default_rng(args.seed + 1)
@@ -253,7 +251,7 @@ def run(args):
         d_step(gan, sample_data(rng, BATCH, be))
     panels.append(snapshot(gan, "(b) D trained to optimum, G fixed", grid, edges))
 
-    g_step(gan, BATCH, SGD(G.param_vector, G.grad_vector, lr=G_UPDATE_LR))   # (c) D fixed
+    g_step(gan, BATCH, SGD(G, lr=G_UPDATE_LR))   # (c) D fixed
     panels.append(snapshot(gan, "(c) after an update to G, D fixed", grid, edges))
 
     for t in range(args.steps):                            # (d) Algorithm 1, lr annealed to 0

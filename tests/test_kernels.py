@@ -1,11 +1,11 @@
-"""Every fast form in tinygan/kernels.py equals its plain reference: float64 to 1e-12, float32
+"""Every fast form in tinygan/fast/kernels.py equals its plain reference: float64 to 1e-12, float32
 to a few ulp, exactly where it selects; on NumPy and, through the CuPy emulation, on the
 kernels' NumPy twins (the code that stands in for the CUDA bodies)."""
 
 import numpy as np
 import pytest
 
-from tinygan import kernels
+from tinygan.fast import kernels
 from tinygan.backend import get_backend
 from tinygan.tools import cupy_emulation as emu
 

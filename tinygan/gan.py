@@ -9,7 +9,7 @@ Gradient of G's loss with respect to G's parameters (the path through D):
     dL_G/dl  = generator_loss(l)[1]                 l = D(G(z)) logits, (M, 1)
     dL_G/dx  = grad_through_d(D, dL_G/dl)           x = G(z), (M, D_x)
              = D.input_grad(dL_G/dl)  (a backward with param_grads=False)
-    dL_G/dθ_G = G.backward(dL_G/dx)                  into G.grad_vector
+    dL_G/dθ_G = G.backward(dL_G/dx)                  into G's gradients
 
 Update schedules:
     "simultaneous": one batch of real data and one of noise; D sees real and fake in one
@@ -115,7 +115,7 @@ class GAN:
         return stats
 
     def _discriminator_pass(self, real, fake):
-        """D on [real; fake] in one forward, its loss, and its backward into D.grad_vector
+        """D on [real; fake] in one forward, its loss, and its backward into D's gradients
         (D's parameters do not move). Returns (D loss, logits of the real rows, of the fakes)."""
         n = real.shape[0]
         logits = self.D.forward(self.xp.concatenate([real, fake]))

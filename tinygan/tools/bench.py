@@ -247,7 +247,7 @@ def check_torch_matches(be_name="numpy", m=50, steps=3, seed=0, model="mnist"):
         masks = [(host.random((2 * m, w)) < d.keep_prob).astype(np.float32) / d.keep_prob
                  for d, w in zip(drops, (P, U, U))]
         for d, mask in zip(drops, masks):
-            d.scaled_mask, d.fixed_mask = be.asarray(mask), True
+            d.mask, d.fixed_mask = be.asarray(mask), True
         gan.sample_noise = lambda n, z=z: be.asarray(z)
         gan.train_step(be.asarray(real))
         model.train_step(torch.tensor(real, device=device), torch.tensor(z, device=device),

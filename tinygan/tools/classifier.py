@@ -197,7 +197,7 @@ def fit(classifier, images, labels, epochs=15, batch_size=100, lr=1e-3, lr_decay
         raise ConfigError(f"batch_size {batch_size} is larger than the {x.shape[0]} "
                           "training images")
     if optimizer is None:
-        optimizer = Adam(classifier.net.param_vector, classifier.net.grad_vector, lr=lr,
+        optimizer = Adam(classifier.net, lr=lr,
                          beta1=0.9, beta2=0.999)
     history = []
     n = x.shape[0]

@@ -123,7 +123,8 @@ def small_generator(be, noise_dim=5, hidden=10, out_dim=12):
     N(0, 0.5^2) so every unit is active somewhere and the gradients are not tiny."""
     G = paper_generator(noise_dim=noise_dim, hidden=hidden, out_dim=out_dim,
                         pixel_mean=be.uniform(0.1, 0.9, (out_dim,)), backend=be)
-    G.param_vector[...] = be.normal(G.param_vector.shape) * 0.5
+    for _, p in G.params:
+        p[...] = be.normal(p.shape) * 0.5
     return G
 
 
@@ -131,7 +132,8 @@ def small_discriminator(be, in_dim=12, units=6, pieces=3):
     """The paper's D (dropout, maxout, dropout, maxout, dropout, linear -> logit) at a small
     size, weights N(0, 0.5^2)."""
     D = paper_discriminator(in_dim=in_dim, units=units, pieces=pieces, backend=be)
-    D.param_vector[...] = be.normal(D.param_vector.shape) * 0.5
+    for _, p in D.params:
+        p[...] = be.normal(p.shape) * 0.5
     return D
 
 
@@ -209,7 +211,8 @@ def _g_through_d_sections(be, seed, h, tol, full):
             G = paper_generator(pixel_mean=be.uniform(0.1, 0.9, (784,)), backend=be)
             D = paper_discriminator(backend=be)
             # at D's init (+-0.005) dL/dtheta_G is ~1e-8; weights of a trained size make it matter
-            D.param_vector[...] = be.normal(D.param_vector.shape) * 0.05
+            for _, p in D.params:
+                p[...] = be.normal(p.shape) * 0.05
             out.append(Section(f"G through D, {kind}, paper size",
                                "dL_G/dtheta_G with the paper's G and D (D weights N(0, 0.05^2))",
                                THROUGH_D_CODE,
@@ -273,18 +276,16 @@ EXPLAIN_INSTANCES = {
 def _explain_extras(layer):
     """What the layer's forward kept for its backward, where it helps to see it."""
     if isinstance(layer, Maxout):
-        x, W, b = layer.linear.x, layer.params["W"], layer.params["b"]
+        x, W, b = layer.x, layer.params["W"], layer.params["b"]
         z = x @ W + b                                  # z = x W + b again (same x: same values)
         n = z.shape[0]
         return [("z = x W + b, viewed (N, pieces, units): y is the max over the pieces",
                  z.reshape(n, layer.pieces, layer.units)),
-                ("mask: 1 where that piece is the max (it gets the gradient)",
-                 layer.route.astype(z.dtype))]
-    if isinstance(layer, (ReLU, LeakyReLU)) and getattr(layer, "mask", None) is not None:
-        return [("mask: [x > 0]", layer.mask.astype(layer.backend.dtype))]
-    if isinstance(layer, Dropout) and layer.scaled_mask is not None:
-        return [(f"m / keep_prob (the dropout mask, keep_prob {layer.keep_prob})",
-                 layer.scaled_mask)]
+                ("k: the piece that is the max (it gets the gradient)", layer.k.astype(z.dtype))]
+    if isinstance(layer, (ReLU, LeakyReLU)) and getattr(layer, "x", None) is not None:
+        return [("mask: [x > 0]", (layer.x > 0).astype(layer.backend.dtype))]
+    if isinstance(layer, Dropout) and layer.mask is not None:
+        return [(f"m / keep_prob (the dropout mask, keep_prob {layer.keep_prob})", layer.mask)]
     return []
 
 

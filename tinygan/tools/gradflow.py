@@ -35,7 +35,8 @@ from matplotlib.figure import Figure
 
 from ..errors import ConfigError, check_choice
 from ..gan import grad_through_d
-from ..losses import OBJECTIVES, generator_loss, sigmoid
+from ..layers import sigmoid
+from ..losses import OBJECTIVES, generator_loss
 from .files import atomic_write
 
 SATURATION_THRESHOLD = 0.01
@@ -81,7 +82,7 @@ def saturation(gan, z, threshold=SATURATION_THRESHOLD):
     with gan.G.evaluating(), gan.D.evaluating():
         x = gan.G.forward(z)
         logits = gan.D.forward(x)
-        d = sigmoid(xp, logits)
+        d = sigmoid(logits)
         out = {"saturated_fraction": (d < threshold).astype(d.dtype).mean()}
         for kind in OBJECTIVES:
             _, dl = generator_loss(logits, kind)
@@ -107,7 +108,7 @@ def generator_field(D, x, objective):
         _, dl = generator_loss(logits, objective)
         dx = grad_through_d(D, dl)
     dx *= -float(x.shape[0])
-    return sigmoid(xp, logits)[:, 0], dx
+    return sigmoid(logits)[:, 0], dx
 
 
 # ----------------------------------------------------------------------------- figures

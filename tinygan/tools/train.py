@@ -53,10 +53,9 @@ from ..errors import (BackendError, CheckpointError, ConfigError, TrainingDiverg
 from .evaluate import nearest_neighbours
 from .gradflow import (RATIO_KEY, SATURATION_KEYS, gradient_ratio, save_gradient_flow,
                        save_saturation, saturation, weight_gradient_norms)
-from ..gan import GAN, check_settings
-from ..network import (paper_cifar_discriminator, paper_cifar_generator, paper_discriminator,
-                       paper_generator)
-from ..optim import SGD, ExponentialDecay, MomentumRamp
+from .. import fast as fastpath
+from ..gan import check_settings
+from ..optim import ExponentialDecay, MomentumRamp
 from .runlock import lock_directory
 from .schema import run_validator, train_config
 from .plot import (append_history, read_history, save_loss_curves, save_nearest_neighbour_grid,
@@ -121,27 +120,33 @@ class TrainConfig:
         return self
 
 
-def build_networks(cfg, backend, pixel_mean=None):
+def build_networks(cfg, backend, pixel_mean=None, fast=True):
     """The paper's G and D for ``cfg.dataset`` (CIFAR-10: the fully-connected model of
-    Figure 2c; else the MNIST model, its output bias from ``pixel_mean``)."""
+    Figure 2c; else the MNIST model, its output bias from ``pixel_mean``); the fast path's
+    networks, or the plain core's with ``fast=False``."""
     g_size = {"hidden": cfg.hidden} if cfg.hidden else {}
     d_size = {"units": cfg.units} if cfg.units else {}
     if cfg.dataset == "cifar10":
-        G = paper_cifar_generator(noise_dim=cfg.noise_dim, backend=backend, **g_size)
-        D = paper_cifar_discriminator(backend=backend, **d_size)
+        G = fastpath.paper_cifar_generator(noise_dim=cfg.noise_dim, backend=backend, fast=fast,
+                                           **g_size)
+        D = fastpath.paper_cifar_discriminator(backend=backend, fast=fast, **d_size)
     else:
-        G = paper_generator(noise_dim=cfg.noise_dim, pixel_mean=pixel_mean, backend=backend, **g_size)
-        D = paper_discriminator(backend=backend, **d_size)
+        G = fastpath.paper_generator(noise_dim=cfg.noise_dim, pixel_mean=pixel_mean, backend=backend,
+                                     fast=fast, **g_size)
+        D = fastpath.paper_discriminator(backend=backend, fast=fast, **d_size)
     return G, D
 
 
-def build_gan(cfg, backend, pixel_mean=None):
-    """The paper's G and D with SGD (lr decay with a floor, momentum ramp) on ``backend``."""
-    G, D = build_networks(cfg, backend, pixel_mean)
+def build_gan(cfg, backend, pixel_mean=None, fast=True):
+    """The paper's G and D with SGD (lr decay with a floor, momentum ramp) on ``backend``:
+    the fast path (the default) or the plain core (``fast=False``)."""
+    G, D = build_networks(cfg, backend, pixel_mean, fast)
+    SGD, _ = fastpath.optimizer_classes(fast)
+    GAN = fastpath.gan_class(fast)
     ramp = MomentumRamp(cfg.momentum, cfg.final_momentum, cfg.momentum_start, cfg.momentum_saturate)
 
     def sgd(net):
-        return SGD(net.param_vector, net.grad_vector, lr=cfg.lr, momentum=ramp,
+        return SGD(net, lr=cfg.lr, momentum=ramp,
                    decay=ExponentialDecay(cfg.lr_decay, cfg.min_lr))
     return GAN(G, D, sgd(G), sgd(D), noise_dim=cfg.noise_dim, objective=cfg.objective,
                schedule=cfg.schedule, k=cfg.k)

@@ -456,7 +456,7 @@ def copyto(dst, src, casting="same_kind", where=None):
 
 # --- user kernels ------------------------------------------------------------------------------
 TWINS = {}
-"""kernel name -> NumPy twin ``f(*inputs, *outputs)`` for ElementwiseKernels not in tinygan.kernels."""
+"""kernel name -> NumPy twin ``f(*inputs, *outputs)`` for ElementwiseKernels not in tinygan.fast.kernels."""
 
 
 def _params(spec):
@@ -473,7 +473,7 @@ def _params(spec):
 def _twin(name):
     if name in TWINS:
         return TWINS[name]
-    from tinygan.kernels import KERNELS          # the core's fused kernels carry their twins
+    from tinygan.fast.kernels import KERNELS         # the core's fused kernels carry their twins
     if name in KERNELS:
         return KERNELS[name].numpy_twin
     raise NotImplementedError(f"CuPy emulation: no NumPy twin for ElementwiseKernel {name!r} "
