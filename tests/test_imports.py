@@ -41,7 +41,9 @@ def test_only_backend_imports_cupy():
 
 # --- the layering rule: the study core imports only itself and errors; tools import the core --
 
-CORE = ["backend", "errors", "kernels", "layers", "network", "losses", "optim", "gan", "gradcheck"]
+CORE = ["backend", "errors", "layers", "network", "losses", "optim", "gan", "gradcheck"]
+FAST = ["kernels", "layers", "network", "losses", "optim", "gan", "__init__"]
+"""tinygan/fast/: the fast path, importing the core and itself; the core never imports it."""
 STDLIB_OK = {"math", "contextlib", "collections", "functools", "numbers"}
 # no file I/O, argparse, plots or datasets in the core; backend.py alone also takes sys and numpy
 
@@ -116,6 +118,47 @@ def test_core_imports_only_the_core_and_errors(module):
         assert external <= STDLIB_OK | {"numpy", "sys"}, external
 
 
+def all_imports(path, package):
+    """Every module ``path`` imports anywhere (inside functions and ``__main__`` blocks too),
+    relative imports resolved in ``package``."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[:len(package.split(".")) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+                out.update([mod] if node.module else [f"{mod}.{a.name}" for a in node.names])
+            else:
+                out.add(node.module)
+    return out
+
+
+@pytest.mark.parametrize("module", CORE)
+def test_the_plain_core_never_imports_the_fast_path(module):
+    """Issue 23: the plain core is what a learner reads; the fast path lives beside it."""
+    imports = all_imports(PKG / f"{module}.py", "tinygan")
+    assert not {i for i in imports if i == "tinygan.fast" or i.startswith("tinygan.fast.")}, imports
+    assert "tinygan.kernels" not in imports and not (PKG / "kernels.py").exists()
+
+
+def test_the_fast_path_check_sees_a_violation(tmp_path):
+    bad = tmp_path / "layers.py"
+    bad.write_text("def f():\n    from .fast import kernels\n")
+    assert "tinygan.fast" in all_imports(bad, "tinygan")
+
+
+@pytest.mark.parametrize("module", FAST)
+def test_the_fast_path_imports_the_core_and_itself(module):
+    path = PKG / "fast" / f"{module}.py"
+    imports = all_imports(path, "tinygan.fast")
+    internal = {i for i in imports if i.split(".")[0] == "tinygan"}
+    allowed = {f"tinygan.{m}" for m in CORE} | {"tinygan.fast"}
+    assert all(any(i == a or i.startswith(a + ".") for a in allowed) for i in internal), internal
+    assert {i.split(".")[0] for i in imports} - {"tinygan"} <= STDLIB_OK
+
+
 def test_main_entry_point_is_a_tool():
     """``python -m tinygan`` (tinygan/__main__.py) is a guarded entry point: it imports the
     tools' command and nothing of the core imports it; it counts as a tool, not the core."""
@@ -170,7 +213,7 @@ def test_readme_layout_lists_every_module_and_the_reading_path():
     text = (PKG.parent / "README.md").read_text()
     layout = text[text.index("## The layout"):]
     for p in PKG.rglob("*.py"):
-        if p.parent in (PKG, PKG / "tools"):
+        if p.parent in (PKG, PKG / "tools", PKG / "fast"):
             assert str(p.relative_to(PKG.parent)) in layout, p
         else:                                   # a package inside the tools: named as a folder
             package = p.relative_to(PKG / "tools").parts[0]

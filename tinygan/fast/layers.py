@@ -21,11 +21,12 @@ class Fast:
 
     @classmethod
     def like(cls, layer, inplace=False):
-        """The fast form of the plain ``layer``: its settings, and copies of its parameter
-        dicts (the arrays themselves are shared until a network packs them)."""
+        """The fast form of the plain ``layer``: its settings, its parameter dict copied (the
+        arrays shared until a network packs them), its gradient arrays copied."""
         fast = cls.__new__(cls)
         fast.__dict__.update(layer.__dict__)
-        fast.params, fast.grads = dict(layer.params), dict(layer.grads)
+        fast.params = dict(layer.params)
+        fast.grads = {k: g.copy() for k, g in layer.grads.items()}
         fast.inplace = bool(inplace)
         return fast
 
