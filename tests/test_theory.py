@@ -31,8 +31,7 @@ from scipy.stats import norm
 from tinygan import get_backend
 from tinygan.gradcheck import check_generator_through_discriminator, max_error
 from tinygan.losses import discriminator_loss, generator_loss
-from tinygan.network import mlp
-from tinygan.optim import Adam
+from tinygan.fast import Adam, mlp
 
 LOG4 = math.log(4.0)
 SEED = 0
@@ -134,7 +133,7 @@ def train_discriminator(be, real_sampler, fake_sampler, steps=3000, batch=512, l
     ``fake_sampler(n)`` returns a backend array (N, 1).
     """
     D = mlp([1, hidden, hidden, 1], activation="leaky_relu", backend=be)
-    opt = Adam(D.param_vector, D.grad_vector, lr=lr, beta1=0.5)
+    opt = Adam(D, lr=lr, beta1=0.5)
     rng = np.random.default_rng(seed + 1000)
     xp = be.xp
     for t in range(steps):
