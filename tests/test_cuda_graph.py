@@ -14,9 +14,8 @@ import pytest
 from conftest import REPO
 from tinygan import get_backend
 from tinygan.errors import BackendError
-from tinygan.gan import GAN
-from tinygan.network import paper_discriminator, paper_generator
-from tinygan.optim import SGD, Adam, ExponentialDecay
+from tinygan.fast import GAN, SGD, Adam, paper_discriminator, paper_generator
+from tinygan.optim import ExponentialDecay
 from tinygan.tools import cupy_emulation as emu
 
 
@@ -31,8 +30,8 @@ def build(be, opt="sgd", decay=1.05, hidden=64, units=16):
 
     def make(net):
         if opt == "adam":
-            return Adam(net.param_vector, net.grad_vector, lr=1e-3, decay=ExponentialDecay(decay))
-        return SGD(net.param_vector, net.grad_vector, lr=0.05, momentum=0.5,
+            return Adam(net, lr=1e-3, decay=ExponentialDecay(decay))
+        return SGD(net, lr=0.05, momentum=0.5,
                    decay=ExponentialDecay(decay))
     return GAN(G, D, make(G), make(D), noise_dim=10)
 

@@ -91,7 +91,8 @@ def test_flipped_sign_in_linear_db_fails_only_b(capsys, monkeypatch):
     assert status == 1
     wrong_not_raised(out)
     got = verdicts(out)
-    assert got["Linear"] == got["G"] == got["D"] == got["Maxout"] == "FAIL"
+    assert got["Linear"] == got["G"] == got["D"] == "FAIL"
+    assert got["Maxout"] == "pass"              # Maxout has its own backward (issue 23)
     assert all(got[t] == "FAIL" for t in THROUGH_D)
     assert got["Tanh"] == got["discriminator loss"] == "pass"
     assert "FAIL, in Linear" in out.splitlines()[-1]

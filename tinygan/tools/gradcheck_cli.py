@@ -273,6 +273,11 @@ EXPLAIN_INSTANCES = {
 """A tiny instance of each layer (input width 3, batch 3), small enough to print every number."""
 
 
+def be_arange(layer):
+    """[[0], [1], ..., [pieces - 1]]: compared with Maxout's k, the one-hot mask of the max."""
+    return layer.xp.arange(layer.pieces)[None, :, None]
+
+
 def _explain_extras(layer):
     """What the layer's forward kept for its backward, where it helps to see it."""
     if isinstance(layer, Maxout):
@@ -281,7 +286,8 @@ def _explain_extras(layer):
         n = z.shape[0]
         return [("z = x W + b, viewed (N, pieces, units): y is the max over the pieces",
                  z.reshape(n, layer.pieces, layer.units)),
-                ("k: the piece that is the max (it gets the gradient)", layer.k.astype(z.dtype))]
+                ("mask: 1 where that piece is the max (it gets the gradient)",
+                 (layer.k[:, None, :] == be_arange(layer)).astype(z.dtype))]
     if isinstance(layer, (ReLU, LeakyReLU)) and getattr(layer, "x", None) is not None:
         return [("mask: [x > 0]", (layer.x > 0).astype(layer.backend.dtype))]
     if isinstance(layer, Dropout) and layer.mask is not None:
