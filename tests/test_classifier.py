@@ -138,14 +138,14 @@ def test_fit_learns_a_separable_problem():
 def test_fit_with_an_sgd_optimizer():
     """fit sets optimizer.lr each epoch: SGD's lr was a read-only property (AttributeError:
     property 'lr' of 'SGD' object has no setter); now both optimizers take it."""
-    from tinygan.optim import SGD
+    from tinygan.fast import SGD
     be = get_backend("numpy", seed=3)
     rng = np.random.default_rng(3)
     centers = rng.normal(size=(3, 6)) * 3
     y = rng.integers(0, 3, 300)
     x = (centers[y] + rng.normal(size=(300, 6))).astype(np.float32)
     clf = Classifier(in_dim=6, hidden=(16,), n_classes=3, backend=be)
-    opt = SGD(clf.net.param_vector, clf.net.grad_vector, lr=0.05, momentum=0.5)
+    opt = SGD(clf.net, lr=0.05, momentum=0.5)
     losses = fit(clf, x, y, epochs=4, batch_size=50, lr_decay=0.5, optimizer=opt)
     assert opt.lr == pytest.approx(0.05 * 0.5 ** 4)
     assert losses[-1] < losses[0]

@@ -23,8 +23,7 @@ import math
 from ..backend import array_module, default_backend
 from ..errors import ConfigError, TrainingDiverged, check_int
 from ..layers import Dropout, Linear, ReLU
-from ..network import Sequential
-from ..optim import Adam
+from ..fast import Adam, Sequential     # the fast path: flat buffers, fused updates
 
 __all__ = ["log_softmax", "softmax", "softmax_cross_entropy", "Classifier", "fit",
            "load_classifier"]
