@@ -7,12 +7,11 @@ Random draws are made on the host and transferred, since the two libraries' gene
 import numpy as np
 import pytest
 
-from tinygan import get_backend
-from tinygan.gan import GAN
+from tinygan import fast, get_backend, losses
+from tinygan.fast import losses as fast_losses
+from tinygan.fast.layers import FAST_FORMS
 from tinygan.layers import Dropout, LeakyReLU, Linear, Maxout, ReLU, Sigmoid, Tanh
-from tinygan.losses import discriminator_loss, generator_loss
-from tinygan.network import paper_discriminator, paper_generator
-from tinygan.optim import SGD, ExponentialDecay, MomentumRamp
+from tinygan.optim import ExponentialDecay, MomentumRamp
 
 pytestmark = pytest.mark.gpu
 
@@ -44,16 +43,19 @@ LAYERS = {
 }
 
 
+@pytest.mark.parametrize("path", ["plain", "fast"])
 @pytest.mark.parametrize("name", list(LAYERS))
-def test_layer_matches_numpy(pair, name):
+def test_layer_matches_numpy(pair, name, path):
     cpu, gpu = pair
     host = np.random.default_rng(1)
     lc, lg = LAYERS[name](cpu), LAYERS[name](gpu)
+    if path == "fast":
+        lc, lg = FAST_FORMS[type(lc)].like(lc), FAST_FORMS[type(lg)].like(lg)
     copy_params(lc, lg, gpu)
     x = host.standard_normal((16, 30)).astype(np.float32)
     if name == "Dropout":
         mask = (host.random((16, 30)) < 0.5).astype(np.float32) / 0.5
-        lc.scaled_mask, lg.scaled_mask = mask, gpu.asarray(mask)
+        lc.mask, lg.mask = mask, gpu.asarray(mask)
         lc.fixed_mask = lg.fixed_mask = True
     yc = lc.forward(x)
     yg = lg.forward(gpu.asarray(x))
@@ -64,8 +66,10 @@ def test_layer_matches_numpy(pair, name):
         close(lg.grads[k], lc.grads[k], gpu)
 
 
-def test_losses_match_numpy(pair):
+@pytest.mark.parametrize("module", [losses, fast_losses], ids=["plain", "fast"])
+def test_losses_match_numpy(pair, module):
     cpu, gpu = pair
+    discriminator_loss, generator_loss = module.discriminator_loss, module.generator_loss
     l = np.array([[-1e4], [-30], [-1], [0], [2], [30], [1e4]], dtype=np.float32)
     for c, g in zip(discriminator_loss(l, l[::-1].copy()),
                     discriminator_loss(gpu.asarray(l), gpu.asarray(l[::-1].copy()))):
@@ -75,24 +79,30 @@ def test_losses_match_numpy(pair):
             close(g, c, gpu)
 
 
-def build(be, host_params):
-    G = paper_generator(pixel_mean=np.full(784, 0.13), backend=be)
-    D = paper_discriminator(backend=be)
-    G.param_vector[...] = be.asarray(host_params[0])
-    D.param_vector[...] = be.asarray(host_params[1])
+def build(be, host_params, on=True):
+    G = fast.paper_generator(pixel_mean=np.full(784, 0.13), backend=be, fast=on)
+    D = fast.paper_discriminator(backend=be, fast=on)
+    G.load_state(host_params[0])
+    D.load_state(host_params[1])
     ramp = MomentumRamp(0.5, 0.7, 1, 250)
     decay = ExponentialDecay(1.000004, 1e-6)
-    return GAN(G, D, SGD(G.param_vector, G.grad_vector, lr=0.1, momentum=ramp, decay=decay),
-               SGD(D.param_vector, D.grad_vector, lr=0.1, momentum=ramp, decay=decay))
+    SGD, _ = fast.optimizer_classes(on)
+    return fast.gan_class(on)(G, D, SGD(G, lr=0.1, momentum=ramp, decay=decay),
+                              SGD(D, lr=0.1, momentum=ramp, decay=decay))
 
 
+def vec(be, net):
+    return np.concatenate([be.to_numpy(p).ravel() for _, p in net.params])
+
+
+@pytest.mark.parametrize("path", ["plain", "fast"])
 @pytest.mark.parametrize("objective", ["nonsaturating", "minimax"])
-def test_training_step_matches_numpy(pair, objective):
+def test_training_step_matches_numpy(pair, objective, path):
     cpu, gpu = pair
-    c0 = paper_generator(pixel_mean=np.full(784, 0.13), backend=cpu)
-    d0 = paper_discriminator(backend=cpu)
-    params = (c0.param_vector.copy(), d0.param_vector.copy())
-    gc, gg = build(cpu, params), build(gpu, params)
+    c0 = fast.paper_generator(pixel_mean=np.full(784, 0.13), backend=cpu)
+    d0 = fast.paper_discriminator(backend=cpu)
+    params = ({k: v.copy() for k, v in c0.state().items()}, {k: v.copy() for k, v in d0.state().items()})
+    gc, gg = build(cpu, params, path == "fast"), build(gpu, params, path == "fast")
     gc.objective = gg.objective = objective
     host = np.random.default_rng(2)
     for step in range(3):
@@ -104,16 +114,14 @@ def test_training_step_matches_numpy(pair, objective):
             if isinstance(lc, Dropout):
                 n_in = 784 if lc is gc.D.layers[0] else 240
                 mask = (host.random((200, n_in)) < lc.keep_prob).astype(np.float32) / lc.keep_prob
-                lc.scaled_mask, lg.scaled_mask = mask, gpu.asarray(mask)
+                lc.mask, lg.mask = mask, gpu.asarray(mask)
                 lc.fixed_mask = lg.fixed_mask = True
         sc = gc.train_step(real)
         sg = gg.train_step(gpu.asarray(real))
         for key in sc:
             np.testing.assert_allclose(float(sg[key]), float(sc[key]), rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(gpu.to_numpy(gg.G.param_vector), gc.G.param_vector,
-                               rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(gpu.to_numpy(gg.D.param_vector), gc.D.param_vector,
-                               rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(vec(gpu, gg.G), vec(cpu, gc.G), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(vec(gpu, gg.D), vec(cpu, gc.D), rtol=1e-4, atol=1e-6)
 
 
 def test_checkpoint_from_cupy_loads_on_numpy_and_back(tmp_path):
