@@ -113,8 +113,8 @@ def test_graph_replays_equal_eager_steps(opt):
                 gan.d_opt.momentum = gan.g_opt.momentum = 0.7      # as set_epoch does
             stats.append(step(be.asarray(x)))
             if graphed:
-                dropout = next(l for l in gan.D.layers if hasattr(l, "scaled_mask"))
-                masks.append(be.to_numpy(dropout.scaled_mask))
+                dropout = next(l for l in gan.D.layers if hasattr(l, "keep_prob"))
+                masks.append(be.to_numpy(dropout.mask))
         assert gan.step_count == len(batches) and gan.d_opt.t == gan.g_opt.t == len(batches)
         results.append((be.to_numpy(gan.G.param_vector), be.to_numpy(gan.D.param_vector),
                         np.array([[float(s[k]) for k in sorted(s)] for s in stats])))

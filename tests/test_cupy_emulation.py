@@ -194,11 +194,12 @@ PER_EPOCH_SYNCS = 30
 # --- zero host synchronisations in a training step ----------------------------------------------
 @pytest.mark.parametrize("schedule, k", [("simultaneous", 1), ("alternating", 2)])
 @pytest.mark.parametrize("objective", ["nonsaturating", "minimax"])
-def test_train_step_makes_no_host_sync_and_no_upload(cupy, schedule, k, objective):
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "plain"])
+def test_train_step_makes_no_host_sync_and_no_upload(cupy, schedule, k, objective, fast):
     from tinygan.tools.train import TrainConfig, build_gan
     be = get_backend("cupy", seed=0)
     gan = build_gan(TrainConfig(batch_size=8, schedule=schedule, k=k, objective=objective), be,
-                    np.full(784, 0.13))
+                    np.full(784, 0.13), fast=fast)
     real = be.asarray(np.random.default_rng(0).random((8 * k, 784), dtype=np.float32))
     gan.train_step(real)                                  # first step allocates
     with emu.counting() as c:
@@ -308,7 +309,7 @@ def test_benchmark_counts_the_launches_of_one_step():
     finally:
         sys.path.remove(str(REPO / "benchmarks"))
     c, sites = bench.count_launches(100)
-    # issue 16: the fused kernels (tinygan/kernels.py) took it from 178 to 69
+    # issue 16: the fused kernels (tinygan/fast/kernels.py) took it from 178 to 69
     assert 30 <= len(c.launches) <= 70 and not c.syncs and not c.h2d
     assert sum(sites.values()) == len(c.launches)
     assert all(site.startswith(os.path.join("tinygan", "")) for site in sites), sites
