@@ -53,7 +53,7 @@ class GAN:
     Args:
         generator:     Sequential, z (M, noise_dim) -> x (M, D_x).
         discriminator: Sequential, x (N, D_x) -> logits (N, 1).
-        g_optimizer, d_optimizer: optimizers over G's / D's flat vectors (optim.py).
+        g_optimizer, d_optimizer: G's and D's optimizers (optim.py; tinygan.fast's on the fast path).
         noise_dim: size of z.  noise: "uniform" (U(-sqrt 3, sqrt 3), the paper's) or "normal".
         objective: "nonsaturating" or "minimax" (generator loss).
         schedule: "simultaneous" or "alternating".  k: D-steps per G-step (alternating only).

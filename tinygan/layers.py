@@ -20,7 +20,7 @@ import contextlib
 import math
 
 from .backend import array_module, default_backend
-from .errors import ConfigError, check_choice, check_int, check_positive, check_probability
+from .errors import check_choice, check_int, check_positive, check_probability
 
 
 def sigmoid(x):

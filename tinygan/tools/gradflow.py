@@ -102,7 +102,6 @@ def generator_field(D, x, objective):
     (generator_loss averages over the batch), so an arrow does not depend on how many points
     are drawn. Returns (D(x) (N,), arrows (N, D_x)), backend arrays."""
     check_choice("objective", objective, OBJECTIVES)
-    xp = D.backend.xp
     with D.evaluating():
         logits = D.forward(x)
         _, dl = generator_loss(logits, objective)
