@@ -57,6 +57,16 @@ def test_every_layer_forward_and_backward(be64, cls, inplace):
 
 
 @pytest.mark.parametrize("cls", LAYER_CLASSES, ids=lambda c: c.__name__)
+def test_every_fast_layer_passes_its_gradient_check(be64, cls):
+    from tinygan.gradcheck import check_module, max_error
+    layer = fast_layers.FAST_FORMS[cls].like(make(cls, be64))
+    x = be64.normal((6, 7))
+    x = be64.xp.where(abs(x) < 1e-3, 1e-3, x)          # no ReLU kink within h
+    rows = check_module(layer, x)
+    assert max_error(rows) < 1e-6 and {r.name for r in rows} == {"x"} | set(layer.params)
+
+
+@pytest.mark.parametrize("cls", LAYER_CLASSES, ids=lambda c: c.__name__)
 def test_every_fast_layer_backward_of_some_rows(be64, cls):
     """``rows``: dy covering rows 2: of the batch gives the plain backward's rows 2:."""
     plain = make(cls, be64)
