@@ -205,3 +205,14 @@ def test_optimizer_state_of_the_wrong_size_is_refused(be64, path):
     opt = PATHS[path][0](net_of(be64, path))
     with pytest.raises(ConfigError, match="velocity"):
         opt.load_state({"velocity": np.zeros(8), "t": 0, "momentum": 0.0})
+
+
+@pytest.mark.parametrize("make, name", [(lambda: ExponentialDecay(0.5), "lr decay"),
+                                        (lambda: ExponentialDecay(1.1, -1.0), "lr floor"),
+                                        (lambda: MomentumRamp(0.5, 1.2), "final momentum"),
+                                        (lambda: MomentumRamp(-0.1, 0.7), "initial momentum"),
+                                        (lambda: MomentumRamp(start=5, saturate=5), "saturate")])
+def test_schedules_reject_bad_settings(make, name):
+    """Through errors.check_*: one line naming the setting."""
+    with pytest.raises(ConfigError, match=name):
+        make()

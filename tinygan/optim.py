@@ -20,16 +20,15 @@ Schedules (the paper's MNIST run):
     momentum at epoch e: linear from mu0 at epoch ``start`` to mu1 at ``saturate`` (0.5 -> 0.7, 1 -> 250)
 """
 
-from .errors import ConfigError, check_in_range, check_positive
+from .errors import ConfigError, check_in_range, check_non_negative, check_positive
 
 
 class ExponentialDecay:
     """lr_t = max(lr / rate^t, floor): the paper's pylearn2 ExponentialDecay(1.000004, 1e-6)."""
 
     def __init__(self, rate=1.000004, floor=0.0):
-        if not rate >= 1.0:
-            raise ConfigError(f"lr decay must be >= 1 (lr_t = lr / decay^t), got {rate!r}")
-        self.rate, self.floor = float(rate), float(floor)
+        self.rate = check_in_range("lr decay (lr_t = lr / decay^t)", rate, 1.0, float("inf"))
+        self.floor = check_non_negative("lr floor", floor)
 
     def __call__(self, lr, t):
         return max(lr / self.rate ** t, self.floor)
@@ -40,6 +39,8 @@ class MomentumRamp:
     constant outside; the paper's pylearn2 MomentumAdjustor(final 0.7, start 1, saturate 250)."""
 
     def __init__(self, initial=0.5, final=0.7, start=1, saturate=250):
+        check_in_range("initial momentum", initial, 0.0, 1.0)
+        check_in_range("final momentum", final, 0.0, 1.0)
         if saturate <= start:
             raise ConfigError(f"momentum ramp needs saturate > start, got {start} and {saturate}")
         self.initial, self.final, self.start, self.saturate = initial, final, start, saturate
