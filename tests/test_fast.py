@@ -109,6 +109,15 @@ def test_losses(be64):
     close(fast.GAN.sigmoid(l_real), fast.GAN.__mro__[1].sigmoid(l_real))
 
 
+def test_fast_losses_pass_their_gradient_checks(be64):
+    from tinygan.gradcheck import check_discriminator_loss, check_generator_loss, max_error
+    l_real, l_fake = be64.normal((5, 1)) * 4, be64.normal((6, 1)) * 4
+    rows = check_discriminator_loss(l_real, l_fake, losses=fast_losses)
+    for kind in losses.OBJECTIVES:
+        rows += check_generator_loss(l_fake, kind, losses=fast_losses)
+    assert len(rows) == 4 and max_error(rows) < 1e-6
+
+
 @pytest.mark.parametrize("which", ["sgd", "adam"])
 def test_optimizer_updates(be64, which):
     plain_net = mlp([5, 4, 3], backend=be64)

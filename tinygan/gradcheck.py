@@ -23,10 +23,10 @@ tinygan/tools/gradcheck_cli.py. The derivations are in docs/gradients.md.
 import math
 from collections import namedtuple
 
-from . import gan
+from . import gan, losses as plain_losses
 from .backend import array_module
 from .errors import ConfigError
-from .losses import discriminator_loss, generator_loss
+from .losses import generator_loss
 
 Row = namedtuple("Row", "name shape analytic_norm numerical_norm rel_error method passed worst "
                  "coords", defaults=(None, None))
@@ -138,22 +138,23 @@ def check_module(module, x, seed=0, h=1e-6, tol=DEFAULT_TOL, **kw):
     return rows
 
 
-def check_discriminator_loss(real_logits, fake_logits, h=1e-6, tol=DEFAULT_TOL):
-    """Check discriminator_loss's gradients with respect to both sets of logits."""
-    _, d_real, d_fake = discriminator_loss(real_logits, fake_logits)
+def check_discriminator_loss(real_logits, fake_logits, h=1e-6, tol=DEFAULT_TOL, losses=plain_losses):
+    """Check discriminator_loss's gradients with respect to both sets of logits (``losses``: the
+    module holding it, tinygan.losses or the fast path's tinygan.fast.losses)."""
+    _, d_real, d_fake = losses.discriminator_loss(real_logits, fake_logits)
 
     def loss():
-        return discriminator_loss(real_logits, fake_logits)[0]
+        return losses.discriminator_loss(real_logits, fake_logits)[0]
     return [check_array(loss, real_logits, d_real, h=h, name="real_logits", tol=tol),
             check_array(loss, fake_logits, d_fake, h=h, name="fake_logits", tol=tol)]
 
 
-def check_generator_loss(fake_logits, kind, h=1e-6, tol=DEFAULT_TOL):
-    """Check generator_loss(kind)'s gradient with respect to the logits."""
-    _, grad = generator_loss(fake_logits, kind)
+def check_generator_loss(fake_logits, kind, h=1e-6, tol=DEFAULT_TOL, losses=plain_losses):
+    """Check generator_loss(kind)'s gradient with respect to the logits (``losses`` as above)."""
+    _, grad = losses.generator_loss(fake_logits, kind)
 
     def loss():
-        return generator_loss(fake_logits, kind)[0]
+        return losses.generator_loss(fake_logits, kind)[0]
     return [check_array(loss, fake_logits, grad, h=h, name=f"{kind} logits", tol=tol)]
 
 
