@@ -17,7 +17,7 @@ from tinygan.errors import BackendError
 from tinygan.gan import GAN
 from tinygan.network import paper_discriminator, paper_generator
 from tinygan.optim import SGD, Adam, ExponentialDecay
-from tinygan.tools import cupy_emulation as emu
+from tinygan.testing import cupy_emulation as emu
 
 
 def build(be, opt="sgd", decay=1.05, hidden=64, units=16):

@@ -1,4 +1,4 @@
-"""tinygan's CuPy paths on the CuPy emulation (tinygan/tools/cupy_emulation), under CuPy 14's
+"""tinygan's CuPy paths on the CuPy emulation (tinygan/testing/cupy_emulation), under CuPy 14's
 rules and CuPy 13's: the emulation's rules, the crashes it found (regression tests), zero host
 synchronisations in a training step, and every example and benchmark on ``--backend cupy``.
 
@@ -20,7 +20,7 @@ import pytest
 
 from conftest import MNIST_DIR, REPO
 from tinygan.backend import get_backend
-from tinygan.tools import cupy_emulation as emu
+from tinygan.testing import cupy_emulation as emu
 
 HAVE_MNIST = (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists()
 needs_mnist = pytest.mark.skipif(not HAVE_MNIST, reason=f"MNIST test split not found in {MNIST_DIR}")

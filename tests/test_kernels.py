@@ -7,7 +7,7 @@ import pytest
 
 from tinygan import kernels
 from tinygan.backend import get_backend
-from tinygan.tools import cupy_emulation as emu
+from tinygan.testing import cupy_emulation as emu
 
 RTOL = {"float64": 1e-12, "float32": 4 * np.finfo(np.float32).eps}
 

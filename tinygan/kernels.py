@@ -11,7 +11,7 @@ Speed tricks live beside the formula, not in it. Each operation here comes twice
 tests/test_kernels.py holds every fast form equal to its reference (float64 to 1e-12,
 float32 to a few ulp, exactly where it selects). A :class:`Kernel` keeps a CUDA body and its
 NumPy twin together; the twin is what NumPy runs where it is also the fastest form, and what
-the CuPy emulation (tinygan/tools/cupy_emulation) runs in place of the CUDA code.
+the CuPy emulation (tinygan/testing/cupy_emulation) runs in place of the CUDA code.
 """
 
 import math

@@ -4,7 +4,7 @@ NumPy code, and counts host synchronisations and kernel launches.
 It is a test double, not a backend: tinygan's core never imports it. It is injected by
 installing the emulated module as ``cupy``:
 
-    from tinygan.tools import cupy_emulation as emu
+    from tinygan.testing import cupy_emulation as emu
     with emu.installed(14) as cupy:            # sys.modules["cupy"] is the emulation
         be = get_backend("cupy")                # tinygan's own code path for CuPy
         with emu.counting() as c:
@@ -636,7 +636,7 @@ class _Module(types.ModuleType):
 
 
 def _make_module():
-    cupy = _Module("cupy", "CuPy emulation (tinygan.tools.cupy_emulation)")
+    cupy = _Module("cupy", "CuPy emulation (tinygan.testing.cupy_emulation)")
     cupy._api = API["module"]
     cupy.__version__ = API["cupy_version"] + "+emulated"
     cupy.__file__ = __file__
