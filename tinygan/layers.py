@@ -102,14 +102,14 @@ class Linear(Layer):
     def product(self, x):
         """x W alone, keeping x for backward: for a layer that adds b itself, fused (Maxout)."""
         self.x = x
-        return x @ self.params["W"]
+        return kernels.matmul(x, self.params["W"])
 
     def backward(self, dy, param_grads=True, input_grad=True, rows=ALL):
         """dW = x.T @ dy,  db = dy.sum(0),  dx = dy @ W.T."""
         if param_grads:
-            self.xp.matmul(self.x[rows].T, dy, out=self.grads["W"])
+            kernels.matmul(self.x[rows].T, dy, out=self.grads["W"])
             dy.sum(0, out=self.grads["b"])
-        return dy @ self.params["W"].T if input_grad else None
+        return kernels.matmul(dy, self.params["W"].T) if input_grad else None
 
     def __repr__(self):
         return f"Linear({self.n_in}, {self.n_out})"
