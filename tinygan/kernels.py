@@ -182,8 +182,8 @@ _MAXOUT_BACKWARD = Kernel(
     const long long n = i / ((long long)pieces * units);
     const long long r = i % ((long long)pieces * units);
     const long long p = r / units, u = r % units;
-    dz = (k[n * units + u] == p) ? dy[n * units + u] : (T)0;
-    """, _maxout_backward_twin)
+    dz = dy[n * units + u] * (T)(k[n * units + u] == p);
+    """, _maxout_backward_twin)         # a product, not a select: NaN and inf spread as dy * [p = k]
 
 
 def maxout(z, b, pieces):
