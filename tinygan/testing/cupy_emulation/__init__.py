@@ -629,10 +629,10 @@ class ElementwiseKernel:
         run = (lambda: self._host(*ins, *outs, size=size)) if compiled_bodies() else \
             (lambda: _twin(self.name)(*ins, *outs))
         _run_or_record(run)
-        outs = list(given) if given else [ndarray._of(o) for o in outs]
+        results = list(given) if given else [ndarray._of(o) for o in outs]
         if self.no_return:
             return None
-        return tuple(outs) if (self.nout > 1 or self.return_tuple) else outs[0]
+        return tuple(results) if (self.nout > 1 or self.return_tuple) else results[0]
 
 
 # --- random --------------------------------------------------------------------------------------
