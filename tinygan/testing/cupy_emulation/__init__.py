@@ -565,6 +565,18 @@ def asnumpy(a, stream=None, order="C", out=None, blocking=True):
     return np.asarray(a, order=order)
 
 
+def unravel_index(indices, dims, order="C"):
+    """CuPy's (cupy/_indexing/generate.py): ``cupy.can_cast(indices, int64, 'same_kind')`` first,
+    which raises TypeError for a Python int under NumPy 2; two ``.any()`` checks synchronise."""
+    if not np.can_cast(_unwrap(indices), np.int64, "same_kind"):
+        raise TypeError(f"Iterator operand 0 dtype could not be cast from dtype('{indices.dtype}') "
+                        f"to dtype('int64') according to the rule 'same_kind'")
+    _record("syncs", "unravel_index (indices < 0).any()")
+    _record("syncs", "unravel_index (indices > 0).any()")
+    _record("launches", "unravel_index")
+    return _wrap(np.unravel_index(_unwrap(indices), dims, order=order))
+
+
 def get_array_module(*args):
     return MODULE if any(isinstance(a, ndarray) for a in args) else np
 
@@ -867,7 +879,8 @@ def _cuda_module():
 # --- the module ------------------------------------------------------------------------------------
 _SPECIAL = {"ndarray": ndarray, "asarray": asarray, "array": array, "asnumpy": asnumpy,
             "ascontiguousarray": ascontiguousarray, "get_array_module": get_array_module,
-            "copyto": copyto, "ElementwiseKernel": ElementwiseKernel}
+            "copyto": copyto, "ElementwiseKernel": ElementwiseKernel,
+            "unravel_index": unravel_index}
 
 
 class _Module(types.ModuleType):
