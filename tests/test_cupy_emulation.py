@@ -391,3 +391,17 @@ def test_metrics_read_the_device_once(cupy14):
         hist = class_histogram(be.asarray(probs))
     assert [w for w, _ in c.syncs] == ["bool()", "tolist"], c.syncs
     assert hist == class_histogram(probs) == np.bincount(probs.argmax(1), minlength=10).tolist()
+
+
+def test_gpu_extras_bring_cudas_pip_components():
+    """cupy-cuda12x alone has no NVRTC: on a machine with a driver and no CUDA toolkit the
+    first kernel fails (DynamicLibNotFoundError: libnvrtc.so). The [ctk] extra brings it."""
+    import configparser
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO / "setup.cfg")
+    extras = cfg["options.extras_require"]
+    assert extras["gpu"].split() == ["cupy-cuda12x[ctk]>=13"]
+    assert extras["gpu-cuda13"].split() == ["cupy-cuda13x[ctk]>=13"]
+    readme = (REPO / "README.md").read_text()
+    assert "cupy-cuda12x[ctk]" in readme and "cupy-cuda13x[ctk]" in readme and "-ftz=true" in readme
+    assert "tinygan.testing.cupy_emulation" in cfg["options.package_data"]
