@@ -321,9 +321,12 @@ def test_gpu_check_end_to_end_on_the_emulation(tmp_path):
     result = json.loads((tmp_path / "gpu_check.json").read_text())
     assert result["versions"]["emulated"] and all(v["ok"] for v in result["steps"].values())
     assert len(result["steps"]["mnist_cupy"]["epochs"]) == 3
-    assert {r["backend"] for r in result["steps"]["benchmark"]["rows"]} == {"numpy", "cupy"}
+    # the emulation captures and replays the step too (CuPy's capture rules): its own row
+    graph = "cupy (CUDA graph)"
+    assert {r["backend"] for r in result["steps"]["benchmark"]["rows"]} == {"numpy", "cupy", graph}
     cifar = result["steps"]["benchmark_cifar10"]["rows"]
-    assert {(r["model"], r["backend"]) for r in cifar} == {("cifar10", "numpy"), ("cifar10", "cupy")}
+    assert {(r["model"], r["backend"]) for r in cifar} == {("cifar10", "numpy"), ("cifar10", "cupy"),
+                                                         ("cifar10", graph)}
     assert "| cupy |" in (tmp_path / "gpu_check.md").read_text()
 
 
