@@ -308,3 +308,24 @@ def test_twins_run_where_there_is_no_compiler(monkeypatch):
         k = cupy.ElementwiseKernel("T x", "T y", "y = x;", name="tinygan_no_twin")
         with pytest.raises(NotImplementedError, match="no NumPy twin"):
             k(cupy.ones(2), cupy.empty(2))
+
+
+# --- on a real GPU: the same checks through CuPy itself -------------------------------------------
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", sorted(CHECKS))
+def test_cuda_body_on_the_gpu_equals_its_reference(name):
+    """float64 (no -ftz there: float32 differs at denormals by design, see above)."""
+    import cupy
+    if getattr(cupy, "EMULATED", False):
+        pytest.skip("cupy is the emulation here: the host-compiled tests above cover it")
+    k = kernels.KERNELS[name]
+    kernel = cupy.ElementwiseKernel(k.in_params, k.out_params, k.cuda, name=k.name)
+
+    def run(*args):
+        dev = [cupy.asarray(a) if isinstance(a, np.ndarray) else a for a in args]
+        kernel(*dev)
+        for a, d in zip(args, dev):
+            if isinstance(a, np.ndarray):
+                a[...] = cupy.asnumpy(d)
+    with np.errstate(all="ignore"):
+        CHECKS[name](run, "float64")

@@ -41,16 +41,6 @@ def _norm(xp, a):
     return float(xp.sqrt((a * a).sum()))
 
 
-def _unravel(i, shape):
-    """Flat index -> index tuple (C order), on the host: ``cupy.unravel_index`` takes arrays
-    only (a Python int raises TypeError in CuPy 13 and 14 with NumPy 2) and synchronises."""
-    index = []
-    for n in reversed(shape):
-        i, r = divmod(i, n)
-        index.append(r)
-    return tuple(reversed(index))
-
-
 def check_array(f, theta, analytic, h=1e-6, max_coords=400, n_dirs=6, rng=None,
                 name="", tol=DEFAULT_TOL, weights=None, h_dir=1e-5):
     """Compare ``analytic`` = dL/dtheta with central differences of L.
@@ -207,6 +197,16 @@ def check_generator_through_discriminator(G, D, z, kind="nonsaturating", seed=0,
 
 def max_error(rows):
     return max((r.rel_error for r in rows), default=math.nan)
+
+
+def _unravel(i, shape):
+    """Flat index -> index tuple (C order), on the host: ``cupy.unravel_index`` takes arrays
+    only (a Python int raises TypeError in CuPy 13 and 14 with NumPy 2) and synchronises."""
+    index = []
+    for n in reversed(shape):
+        i, r = divmod(i, n)
+        index.append(r)
+    return tuple(reversed(index))
 
 
 if __name__ == "__main__":      # python -m tinygan.gradcheck: the command lives with the tools
