@@ -23,7 +23,19 @@ real module made by ``snapshot.py``):
     attributes), and their keyword arguments are checked; the bit generator has no state dict;
   - reductions and scalar indexing return 0-d device arrays;
   - rules=13 adds CuPy 13's ``matmul(..., out=)`` failure when an operand or ``out`` is 1-D
-    (``ValueError: axes don't match array``).
+    (``ValueError: axes don't match array``);
+  - ``ElementwiseKernel`` runs the kernel's CUDA body compiled for the host (host_kernels.py,
+    g++; float32 under CUDA's -ftz) after CuPy's type decision (``Type is mismatched``); the
+    NumPy twin only where no C++ compiler exists;
+  - boolean-mask indexing, ``bincount``, ``nonzero`` and ``unravel_index`` count as host
+    synchronisations (CuPy reads a size on the host); ``unravel_index`` refuses a Python int;
+  - stream capture: ``Stream(non_blocking=True)``, ``begin_capture()`` / ``end_capture()`` ->
+    ``Graph``, ``graph.launch()``. A capture records the work issued on the stream without
+    running it (no existing array changes); a launch re-runs it in order, random draws drawing
+    afresh. While capturing, a cuBLAS-backed call raises CuPy's ``NotImplementedError('calling
+    cuBLAS API during stream capture is currently unsupported')``, a host synchronisation or a
+    host-to-device copy raises ``CUDARuntimeError: cudaErrorStreamCaptureUnsupported`` and
+    invalidates the capture (``end_capture`` then raises cudaErrorStreamCaptureInvalidated).
 """
 
 import contextlib
@@ -233,6 +245,7 @@ _VIEW_METHODS = {"reshape", "view", "transpose", "swapaxes", "squeeze", "diagona
 _SYNC_METHODS = {"item", "tolist", "tobytes", "tofile", "dump", "dumps"}
 _NDARRAY_ATTRS = set(API["ndarray"])
 _INPLACE_METHODS = {"fill", "sort", "partition", "put", "itemset"}
+_INPLACE_FUNCTIONS = {"put", "place", "putmask", "fill_diagonal", "put_along_axis"}
 _CUBLAS_METHODS = {"dot"}
 _CUBLAS_FUNCTIONS = {"dot", "vdot", "inner", "tensordot", "einsum", "matmul", "kron"}
 
@@ -519,7 +532,7 @@ def _function(name):
         a, kw = _unwrap(args), {k: _unwrap(v) for k, v in kwargs.items()}
         if name in _NO_LAUNCH or name in ("save", "savez", "savez_compressed", "savetxt"):
             r = fn_np(*a, **kw)
-        elif isinstance(out, ndarray):
+        elif isinstance(out, ndarray) or name in _INPLACE_FUNCTIONS:
             _run_or_record(lambda: fn_np(*a, **kw))
             return out
         else:
