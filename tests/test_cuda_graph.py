@@ -261,3 +261,25 @@ def test_graph_replays_equal_eager_steps(opt):
 @pytest.mark.gpu
 def test_trainer_with_cuda_graph_trains(tmp_path):
     trainer_with_cuda_graph_trains(tmp_path)
+
+
+def test_capturing_a_whole_step_changes_nothing_until_launched(emulated):
+    """Real capture records without running: after capturing gan.train_step no parameter,
+    gradient or optimizer array has changed; one launch then equals one eager step."""
+    be = get_backend("cupy", seed=4)
+    gan, twin = build(be), build(get_backend("cupy", seed=4))
+    real = be.asarray(np.random.default_rng(0).random((8, 784), dtype=np.float32))
+    arrays = lambda g: [g.G.param_vector, g.D.param_vector, g.G.grad_vector, g.D.grad_vector,
+                        g.d_opt.velocity, g.g_opt.velocity]
+    before = [be.to_numpy(a) for a in arrays(gan)]
+    stream = emulated.cuda.Stream(non_blocking=True)
+    with kernels.products_in_kernels(), stream:
+        stream.begin_capture()
+        gan.train_step(real)
+        graph = stream.end_capture()
+    for a, b in zip(arrays(gan), before):
+        np.testing.assert_array_equal(be.to_numpy(a), b)
+    graph.launch()
+    twin.train_step(real)
+    for a, b in zip(arrays(gan), arrays(twin)):
+        np.testing.assert_allclose(be.to_numpy(a), be.to_numpy(b), rtol=1e-5, atol=1e-7)
