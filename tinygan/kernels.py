@@ -171,11 +171,11 @@ _MAXOUT = Kernel(
     int arg = 0;
     for (int p = 1; p < pieces; ++p) {
         const T v = z[base + (long long)p * units] + b[(long long)p * units + u];
-        if (v > best || (isnan(v) && !isnan(best))) { best = v; arg = p; }   // the first NaN wins, as max
+        if (v > best || (isnan(v) && !isnan(best))) { best = v; arg = p; }
     }
     y = best;
     k = arg;
-    """, _maxout_twin)
+    """, _maxout_twin)                  # a NaN piece wins (the first of them), as max and argmax
 
 _MAXOUT_BACKWARD = Kernel(
     "tinygan_maxout_backward", "raw T dy, raw int32 k, int32 pieces, int32 units", "T dz",
