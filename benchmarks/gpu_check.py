@@ -72,7 +72,7 @@ def main(argv=None):
 
     env = dict(os.environ)
     if a.emulation:
-        from tinygan.tools import cupy_emulation as emu
+        from tinygan.testing import cupy_emulation as emu
         env = emu.subprocess_env(a.emulation)
         emu.install(a.emulation)
     else:

@@ -1,4 +1,4 @@
-"""tinygan's CuPy paths on the CuPy emulation (tinygan/tools/cupy_emulation), under CuPy 14's
+"""tinygan's CuPy paths on the CuPy emulation (tinygan/testing/cupy_emulation), under CuPy 14's
 rules and CuPy 13's: the emulation's rules, the crashes it found (regression tests), zero host
 synchronisations in a training step, and every example and benchmark on ``--backend cupy``.
 
@@ -20,7 +20,7 @@ import pytest
 
 from conftest import MNIST_DIR, REPO
 from tinygan.backend import get_backend
-from tinygan.tools import cupy_emulation as emu
+from tinygan.testing import cupy_emulation as emu
 
 HAVE_MNIST = (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists()
 needs_mnist = pytest.mark.skipif(not HAVE_MNIST, reason=f"MNIST test split not found in {MNIST_DIR}")
@@ -322,9 +322,12 @@ def test_gpu_check_end_to_end_on_the_emulation(tmp_path):
     result = json.loads((tmp_path / "gpu_check.json").read_text())
     assert result["versions"]["emulated"] and all(v["ok"] for v in result["steps"].values())
     assert len(result["steps"]["mnist_cupy"]["epochs"]) == 3
-    assert {r["backend"] for r in result["steps"]["benchmark"]["rows"]} == {"numpy", "cupy"}
+    # the emulation captures and replays the step too (CuPy's capture rules): its own row
+    graph = "cupy (CUDA graph)"
+    assert {r["backend"] for r in result["steps"]["benchmark"]["rows"]} == {"numpy", "cupy", graph}
     cifar = result["steps"]["benchmark_cifar10"]["rows"]
-    assert {(r["model"], r["backend"]) for r in cifar} == {("cifar10", "numpy"), ("cifar10", "cupy")}
+    assert {(r["model"], r["backend"]) for r in cifar} == {("cifar10", "numpy"), ("cifar10", "cupy"),
+                                                         ("cifar10", graph)}
     assert "| cupy |" in (tmp_path / "gpu_check.md").read_text()
 
 
@@ -338,3 +341,71 @@ def test_gpu_check_without_a_gpu_is_one_line_exit_1(tmp_path):
         pytest.skip("a usable GPU is here")
     assert proc.returncode == 1 and proc.stdout == ""
     assert len(proc.stderr.strip().splitlines()) == 1 and "no usable GPU" in proc.stderr
+
+
+# --- CuPy's rules read in its source (issue 22) ---------------------------------------------------
+def test_unravel_index_takes_arrays_only_as_cupy(cupy14):
+    """cupy.unravel_index calls cupy.can_cast(indices, ...): a Python int raises under NumPy 2."""
+    with pytest.raises(TypeError, match="can_cast\\(\\) does not support Python ints"):
+        cupy14.unravel_index(5, (2, 3))
+    with emu.counting() as c:
+        r = cupy14.unravel_index(cupy14.asarray(np.array([5, 1])), (2, 3))
+    assert [v.get().tolist() for v in r] == [[1, 0], [2, 1]] and len(c.syncs) == 2
+
+
+def test_gradient_check_by_coordinates_on_cupy(cupy14):
+    """gradcheck named each coordinate with cupy.unravel_index(i, shape), i a Python int:
+    TypeError on real CuPy 13 and 14 with NumPy 2."""
+    from tinygan.gradcheck import check_module
+    from tinygan.layers import Linear
+    be = get_backend("cupy", dtype="float64", seed=0)
+    layer = Linear(3, 2, backend=be)
+    rows = check_module(layer, be.asarray(np.random.default_rng(0).standard_normal((4, 3))))
+    assert rows and all(r.passed for r in rows), rows
+    w = next(r for r in rows if r.shape == (3, 2))
+    assert [c[0] for c in w.coords] == [(i, j) for i in range(3) for j in range(2)]
+
+
+def test_boolean_masks_and_bincount_synchronise(cupy14):
+    """CuPy reads the result's size on the host: int(mask_scanned[-1]) for x[mask],
+    int(cupy.max(x)) + 1 for bincount."""
+    x = cupy14.arange(6, dtype="float32")
+    with emu.counting() as c:
+        x[x > 2]
+        cupy14.bincount(cupy14.asarray(np.array([0, 2, 2])), minlength=3)
+        x[x > 4] = 0
+    assert [w for w, _ in c.syncs] == ["boolean mask", "bincount", "boolean mask"]
+
+
+def test_metrics_read_the_device_once(cupy14):
+    """mode_metrics and class_histogram counted through a boolean mask and bincount (a host
+    sync each); now two syncs each, the input's finiteness check and the counts' download, and
+    the same numbers as NumPy."""
+    from tinygan.tools.metrics import class_histogram, mode_metrics, ring_mixture
+    mix = ring_mixture()
+    rng = np.random.default_rng(0)
+    pts = (np.asarray(mix.centers)[rng.integers(0, 8, 300)] + rng.normal(0, 0.03, (300, 2))).astype("float32")
+    probs = rng.random((50, 10)).astype("float32")
+    be = get_backend("cupy")
+    with emu.counting() as c:
+        got = mode_metrics(be.asarray(pts), mix)
+    assert [w for w, _ in c.syncs] == ["bool()", "tolist"], c.syncs
+    assert got == mode_metrics(pts, mix)
+    with emu.counting() as c:
+        hist = class_histogram(be.asarray(probs))
+    assert [w for w, _ in c.syncs] == ["bool()", "tolist"], c.syncs
+    assert hist == class_histogram(probs) == np.bincount(probs.argmax(1), minlength=10).tolist()
+
+
+def test_gpu_extras_bring_cudas_pip_components():
+    """cupy-cuda12x alone has no NVRTC: on a machine with a driver and no CUDA toolkit the
+    first kernel fails (DynamicLibNotFoundError: libnvrtc.so). The [ctk] extra brings it."""
+    import configparser
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO / "setup.cfg")
+    extras = cfg["options.extras_require"]
+    assert extras["gpu"].split() == ["cupy-cuda12x[ctk]>=13"]
+    assert extras["gpu-cuda13"].split() == ["cupy-cuda13x[ctk]>=13"]
+    readme = (REPO / "README.md").read_text()
+    assert "cupy-cuda12x[ctk]" in readme and "cupy-cuda13x[ctk]" in readme and "-ftz=true" in readme
+    assert "tinygan.testing.cupy_emulation" in cfg["options.package_data"]

@@ -178,7 +178,7 @@ def test_the_two_objectives_arrows_differ_by_d_over_one_minus_d():
 
 # --- no host sync: the CuPy emulation's counter ------------------------------------------------
 def test_gradient_measurements_make_no_host_sync():
-    from tinygan.tools import cupy_emulation as emu
+    from tinygan.testing import cupy_emulation as emu
     from tinygan.tools.train import TrainConfig, build_gan
     with emu.installed(14) as cupy:
         be = get_backend("cupy", seed=0)

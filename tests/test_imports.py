@@ -32,7 +32,7 @@ def test_compute_module_imports_neither_numpy_nor_cupy(module):
 
 def test_only_backend_imports_cupy():
     # the CuPy emulation's snapshot.py reads the real module's names: a test tool, not a backend
-    emulation = PKG / "tools" / "cupy_emulation"
+    emulation = PKG / "testing" / "cupy_emulation"
     users = [p.name for p in PKG.rglob("*.py")
              if "cupy" in imported_names(p) and emulation not in p.parents]
     assert users in ([], ["backend.py"])
@@ -168,6 +168,14 @@ def test_main_entry_point_is_a_tool():
     assert "__main__" not in CORE
 
 
+def test_the_core_never_imports_the_test_support():
+    """tinygan/testing (the CuPy emulation, a test double) is used by tests and tools only."""
+    graph = internal_graph()
+    for name in (f"tinygan.{m}" for m in CORE):
+        assert not {d for d in graph[name] if d.startswith("tinygan.testing")}, name
+    assert "tinygan.testing.cupy_emulation" in graph
+
+
 def test_tools_import_the_core_never_the_reverse():
     graph = internal_graph()
     core = {f"tinygan.{m}" for m in CORE}
@@ -215,9 +223,11 @@ def test_readme_layout_lists_every_module_and_the_reading_path():
     for p in PKG.rglob("*.py"):
         if p.parent in (PKG, PKG / "tools", PKG / "fast"):
             assert str(p.relative_to(PKG.parent)) in layout, p
-        else:                                   # a package inside the tools: named as a folder
-            package = p.relative_to(PKG / "tools").parts[0]
-            assert f"tinygan/tools/{package}/" in layout, p
+        elif p.parent == PKG / "testing":       # test support: tinygan/testing/__init__.py, ...
+            assert "tinygan/testing/" in layout, p
+        else:                                   # a package inside a package: named as a folder
+            rel = p.relative_to(PKG).parts
+            assert f"tinygan/{rel[0]}/{rel[1]}/" in layout or f"tinygan/{rel[0]}/" in layout, p
     for m in CORE:
         row = re.search(rf"\| \[`tinygan/{m}\.py`\]\(tinygan/{m}\.py\) \| (\d+) \|", layout)
         assert row, f"{m}.py missing from the reading path"

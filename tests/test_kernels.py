@@ -1,13 +1,14 @@
 """Every fast form in tinygan/fast/kernels.py equals its plain reference: float64 to 1e-12, float32
 to a few ulp, exactly where it selects; on NumPy and, through the CuPy emulation, on the
-kernels' NumPy twins (the code that stands in for the CUDA bodies)."""
+kernels' CUDA bodies compiled for the host (the NumPy twins where no C++ compiler exists).
+tests/test_cuda_bodies.py holds each body alone: special values, -ftz, one-character faults."""
 
 import numpy as np
 import pytest
 
 from tinygan.fast import kernels
 from tinygan.backend import get_backend
-from tinygan.tools import cupy_emulation as emu
+from tinygan.testing import cupy_emulation as emu
 
 RTOL = {"float64": 1e-12, "float32": 4 * np.finfo(np.float32).eps}
 
@@ -22,8 +23,15 @@ def lib(request):
             yield cupy, cupy.asnumpy
 
 
-def close(got, want, dtype):
-    np.testing.assert_allclose(got, want, rtol=RTOL[dtype], atol=RTOL[dtype] * 1e-30)
+def close(got, want, dtype, scale=1e-30):
+    """Equal to a few ulp of the values, or of ``scale`` where the formula's own rounding is
+    absolute (0.5 tanh(x/2) + 0.5 is exact to an ulp of 1, not of its value near 0); float32
+    values below the smallest normal may be 0 (CUDA's -ftz, emulated in the compiled bodies)."""
+    got, want = np.asarray(got), np.asarray(want)
+    if np.dtype(dtype) == np.float32:
+        flushed = (np.abs(want) < np.finfo(np.float32).tiny) & (got == 0)
+        want = np.where(flushed, 0, want)
+    np.testing.assert_allclose(got, want, rtol=RTOL[dtype], atol=RTOL[dtype] * scale)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -68,11 +76,11 @@ def test_activations(lib, dtype):
     np.testing.assert_array_equal(host(y), y_ref)
     np.testing.assert_array_equal(host(mask), mask_ref)
     s = kernels.sigmoid_layer(xp.asarray(x_host), out=xp.empty((5, 9), dtype))
-    close(host(s), kernels.reference_sigmoid_layer(x_host), dtype)
+    close(host(s), kernels.reference_sigmoid_layer(x_host), dtype, scale=1)
     dy_host = np.random.default_rng(2).standard_normal((5, 9)).astype(dtype)
     s_host = host(s)
     close(host(kernels.sigmoid_backward(xp.asarray(dy_host), s)),
-          kernels.reference_sigmoid_backward(dy_host, s_host), dtype)
+          kernels.reference_sigmoid_backward(dy_host, s_host), dtype, scale=1)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -165,14 +173,12 @@ def test_the_emulated_elementwise_kernel_has_cupys_signature():
     params = list(inspect.signature(emu.ElementwiseKernel).parameters)
     assert params[:8] == ["in_params", "out_params", "operation", "name", "reduce_dims",
                           "preamble", "no_return", "return_tuple"]
-    with pytest.raises(ValueError, match="type name"):
+    with pytest.raises(Exception, match="Syntax error: T"):          # CuPy's ParameterInfo
         emu.ElementwiseKernel("T", "T y", "y = 1;")
-    k = emu.ElementwiseKernel("T x", "T y", "y = x;", name="not_a_tinygan_kernel")
     with emu.installed(14) as cupy:
-        with pytest.raises(NotImplementedError, match="no NumPy twin"):
-            k(cupy.ones(2), cupy.empty(2))
-        with pytest.raises(TypeError, match="outputs passed"):
-            kernels._LOGISTIC(cupy.ones(2), 1.0, 1.0)
+        with pytest.raises(TypeError, match=r"Wrong number of arguments for 'tinygan_logistic'\. "
+                                            r"It must be either 3 or 5 \(with outputs\), but given 4"):
+            kernels._LOGISTIC(cupy.ones(2), 1.0, 1.0, cupy.empty(2))
 
 
 def test_every_kernel_has_cuda_and_a_twin():

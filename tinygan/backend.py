@@ -135,14 +135,41 @@ class Backend:
         self.rng = self.xp.random.default_rng(base + [int(k) for k in keys])
 
     def cuda_graph_problem(self):
-        """None when this backend can capture a CUDA graph (CuPy's stream capture), else a
-        one-line reason (tinygan/tools/cuda_graph.py)."""
+        """None when this backend can capture a CUDA graph, else a one-line reason
+        (tinygan/tools/cuda_graph.py). Found out once by capturing a tiny graph (two kernels on
+        a non-blocking stream) and checking that its replay computes."""
         if self.name != "cupy":
             return f"CUDA graphs need the cupy backend (this is {self.name})"
-        if getattr(self.xp.cuda, "EMULATED", False):
-            return "the CuPy emulation (NumPy on the host) has no CUDA graphs: run on a GPU"
-        if not hasattr(self.xp.cuda.Stream, "begin_capture"):
+        if not hasattr(self, "_graph_problem"):
+            self._graph_problem = self._try_capture()
+        return self._graph_problem
+
+    def _try_capture(self):
+        xp = self.xp
+        if not hasattr(xp.cuda.Stream, "begin_capture"):
             return "this CuPy has no stream capture (Stream.begin_capture): no CUDA graphs"
+        try:
+            x = xp.arange(4, dtype=self.dtype)
+            y = xp.empty_like(x)
+            stream = xp.cuda.Stream(non_blocking=True)
+            with stream:
+                xp.multiply(x, 2, out=y)                  # compiled and loaded before capture
+                y += 1
+                stream.synchronize()
+                stream.begin_capture()
+                try:
+                    xp.multiply(x, 2, out=y)
+                    y += 1
+                finally:
+                    graph = stream.end_capture()
+            x += 1
+            graph.launch(stream=stream)
+            stream.synchronize()
+            if self.to_numpy(y).tolist() != [3.0, 5.0, 7.0, 9.0]:
+                return "stream capture is broken here: a replayed CUDA graph computed wrong values"
+        except Exception as exc:  # a driver or CuPy that cannot capture raises any of several
+            why = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            return f"stream capture fails here ({why}): no CUDA graphs"
         return None
 
     def synchronize(self):

@@ -79,7 +79,7 @@ def check_array(f, theta, analytic, h=1e-6, max_coords=400, n_dirs=6, rng=None,
             numeric[i] = difference(up, down) / (2 * h)
         a_flat = analytic.reshape(-1)
         err = _norm(xp, a_flat - numeric) / max(_norm(xp, a_flat) + _norm(xp, numeric), 1e-30)
-        index = [tuple(int(j) for j in xp.unravel_index(i, theta.shape)) for i in range(flat.size)]
+        index = [_unravel(i, theta.shape) for i in range(flat.size)]
         coords = list(zip(index, a_flat.tolist(), numeric.tolist()))
         worst = max(coords, key=lambda c: abs(c[1] - c[2]))
         return Row(name, tuple(theta.shape), _norm(xp, a_flat), _norm(xp, numeric), err,
@@ -199,6 +199,16 @@ def check_generator_through_discriminator(G, D, z, kind="nonsaturating", seed=0,
 
 def max_error(rows):
     return max((r.rel_error for r in rows), default=math.nan)
+
+
+def _unravel(i, shape):
+    """Flat index -> index tuple (C order), on the host: ``cupy.unravel_index`` takes arrays
+    only (a Python int raises TypeError in CuPy 13 and 14 with NumPy 2) and synchronises."""
+    index = []
+    for n in reversed(shape):
+        i, r = divmod(i, n)
+        index.append(r)
+    return tuple(reversed(index))
 
 
 if __name__ == "__main__":      # python -m tinygan.gradcheck: the command lives with the tools

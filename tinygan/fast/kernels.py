@@ -10,10 +10,12 @@ Speed tricks live beside the formula, not in it. Each operation here comes twice
 
 tests/test_kernels.py holds every fast form equal to its reference (float64 to 1e-12,
 float32 to a few ulp, exactly where it selects). A :class:`Kernel` keeps a CUDA body and its
-NumPy twin together; the twin is what NumPy runs where it is also the fastest form, and what
-the CuPy emulation (tinygan/tools/cupy_emulation) runs in place of the CUDA code.
+NumPy twin together; the twin is what NumPy runs where it is also the fastest form. The CuPy
+emulation (tinygan/testing/cupy_emulation) compiles the CUDA body itself for the host, so the
+tests run the code a GPU runs (tests/test_cuda_bodies.py).
 """
 
+import contextlib
 import math
 
 from ..backend import array_module, elementwise_kernel
@@ -40,10 +42,54 @@ def _on_cupy(a):
     return array_module(a).__name__ != "numpy"
 
 
+# --- matrix products: the library's (cuBLAS), or one kernel where cuBLAS is refused --------------
+def reference_matmul(a, b):
+    """c = a b: c[r, j] = sum_k a[r, k] b[k, j]; a (M, K), b (K, N), c (M, N)."""
+    return a @ b
+
+
+def _gemm_twin(a, b, depth, cols, c):
+    c[...] = a @ b
+
+
+_GEMM = Kernel(
+    "tinygan_gemm", "raw T a, raw T b, int64 depth, int64 cols", "T c",
+    """
+    const long long r = i / cols, j = i % cols;
+    T s = (T)0;
+    for (long long k = 0; k < depth; ++k) {
+        s += a[r * depth + k] * b[k * cols + j];
+    }
+    c = s;
+    """, _gemm_twin)
+"""One thread per element of c, summing in T over k (as cuBLAS's float32 GEMM does, in another
+order). A raw CArray reads a[idx] at the C-order index idx whatever its strides, so a and b
+may be transposed views. Slower than cuBLAS: it is what a CUDA graph can capture (docs/design.md)."""
+
+_PRODUCTS = {"kernel": False}
+
+
+@contextlib.contextmanager
+def products_in_kernels():
+    """Inside the block, :func:`matmul` on CuPy runs the ``tinygan_gemm`` kernel instead of
+    cuBLAS, which CuPy refuses on a capturing stream (tinygan/tools/cuda_graph.py)."""
+    old, _PRODUCTS["kernel"] = _PRODUCTS["kernel"], True
+    try:
+        yield
+    finally:
+        _PRODUCTS["kernel"] = old
+
+
 def matmul(a, b, out=None):
-    """a @ b (into ``out`` when given): every matrix product of the fast path goes through
-    here, so a CUDA graph can swap it for a capture-safe form."""
-    return array_module(a).matmul(a, b, out=out)
+    """Fast form of :func:`reference_matmul`, into ``out`` when given (2-D operands): the
+    library's matmul (BLAS, cuBLAS); on CuPy inside :func:`products_in_kernels`, one kernel."""
+    xp = array_module(a)
+    if _PRODUCTS["kernel"] and _on_cupy(a):
+        if out is None:
+            out = xp.empty((a.shape[0], b.shape[1]), a.dtype)
+        _GEMM(a, b, a.shape[1], b.shape[1], out)
+        return out
+    return xp.matmul(a, b) if out is None else xp.matmul(a, b, out=out)
 
 
 # --- the logistic function and the losses' terms --------------------------------------------------
@@ -125,11 +171,11 @@ _MAXOUT = Kernel(
     int arg = 0;
     for (int p = 1; p < pieces; ++p) {
         const T v = z[base + (long long)p * units] + b[(long long)p * units + u];
-        if (v > best) { best = v; arg = p; }
+        if (v > best || (isnan(v) && !isnan(best))) { best = v; arg = p; }
     }
     y = best;
     k = arg;
-    """, _maxout_twin)
+    """, _maxout_twin)                  # a NaN piece wins (the first of them), as max and argmax
 
 _MAXOUT_BACKWARD = Kernel(
     "tinygan_maxout_backward", "raw T dy, raw int32 k, int32 pieces, int32 units", "T dz",
@@ -137,8 +183,8 @@ _MAXOUT_BACKWARD = Kernel(
     const long long n = i / ((long long)pieces * units);
     const long long r = i % ((long long)pieces * units);
     const long long p = r / units, u = r % units;
-    dz = (k[n * units + u] == p) ? dy[n * units + u] : (T)0;
-    """, _maxout_backward_twin)
+    dz = dy[n * units + u] * (T)(k[n * units + u] == p);
+    """, _maxout_backward_twin)         # a product, not a select: NaN and inf spread as dy * [p = k]
 
 
 def maxout(z, b, pieces):
@@ -189,8 +235,8 @@ def _relu_twin(x, mask, y):
 _RELU = Kernel("tinygan_relu", "T x", "bool mask, T y",
                """
                mask = x > (T)0;
-               y = mask ? x : (T)0;
-               """, _relu_twin)
+               y = mask ? x : x * (T)0;
+               """, _relu_twin)             # x * 0, not 0: a NaN stays NaN, as x * [x > 0]
 
 
 def relu(x, out):
@@ -378,13 +424,15 @@ def _adam_numpy(g, b1, b2, lr_t, eps_t, m, v, p, tmp):
 
 
 _ADAM = Kernel(
-    "tinygan_adam", "T g, T b1, T b2, T lr_t, T eps_t", "T m, T v, T p",
+    "tinygan_adam", "T g, T b1, T c1, T b2, T c2, T lr_t, T eps_t", "T m, T v, T p",
     """
-    m = b1 * m + ((T)1 - b1) * g;
-    v = b2 * v + ((T)1 - b2) * g * g;
+    m = b1 * m + c1 * g;
+    v = b2 * v + c2 * g * g;
     p = p - lr_t * m / (sqrt(v) + eps_t);
-    """, lambda g, b1, b2, lr_t, eps_t, m, v, p: _adam_numpy(g, b1, b2, lr_t, eps_t, m, v, p,
-                                                              array_module(g).empty_like(g)))
+    """, lambda g, b1, c1, b2, c2, lr_t, eps_t, m, v, p: _adam_numpy(
+        g, b1, b2, lr_t, eps_t, m, v, p, array_module(g).empty_like(g)))
+"""c1 = 1 - b1 and c2 = 1 - b2 come from the host, in double: (T)1 - b2 in float32 is
+1 - 0.99900001 = 0.00099998713, 1.3e-5 off the 0.001 the reference multiplies by."""
 
 
 def adam(p, m, v, g, b1, b2, lr_t, eps_t, scratch):
@@ -392,7 +440,7 @@ def adam(p, m, v, g, b1, b2, lr_t, eps_t, scratch):
     kernel (``scratch`` unused). NumPy: eleven in-place passes per slab of ``len(scratch)``
     elements (:data:`SLAB`) through that scratch."""
     if _on_cupy(p):
-        _ADAM(g, b1, b2, lr_t, eps_t, m, v, p)
+        _ADAM(g, b1, 1 - b1, b2, 1 - b2, lr_t, eps_t, m, v, p)
         return
     for i, j, tmp in _slabs(p.shape[0], scratch):
         _adam_numpy(g[i:j], b1, b2, lr_t, eps_t, m[i:j], v[i:j], p[i:j], tmp)

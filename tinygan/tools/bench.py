@@ -261,7 +261,7 @@ def check_torch_matches(be_name="numpy", m=50, steps=3, seed=0, model="mnist"):
 def count_launches(m=100, schedule="simultaneous"):
     """Kernel launches, host syncs and uploads of one train_step on the CuPy emulation (paper
     model, batch m): (Counters, {call site: launches}). No GPU needed."""
-    from . import cupy_emulation as emu
+    from ..testing import cupy_emulation as emu
     with emu.installed(14):
         be = get_backend("cupy", seed=0)
         gan = build_gan(TrainConfig(batch_size=m, seed=0, schedule=schedule), be, np.full(PIXELS, 0.13))

@@ -119,8 +119,7 @@ def mode_metrics(samples, mixture, n_std=DEFAULT_N_STD, min_share=DEFAULT_MIN_SH
     nearest = d2.argmin(axis=1)
     dist = xp.sqrt(d2.min(axis=1))
     good = dist <= n_std * mixture.std
-    counts = xp.bincount(nearest[good], minlength=k)
-    counts = [int(c) for c in counts.tolist()]
+    counts = [int(c) for c in _counts(xp, nearest, k, good).tolist()]      # the one sync
     n = int(x.shape[0])
     n_good = sum(counts)
     threshold = min_share * n / k
@@ -128,6 +127,16 @@ def mode_metrics(samples, mixture, n_std=DEFAULT_N_STD, min_share=DEFAULT_MIN_SH
     return {"n_samples": n, "n_modes": k, "modes_covered": covered,
             "high_quality_fraction": n_good / n, "kl_uniform": _kl_from_uniform(counts),
             "mode_counts": counts}
+
+
+def _counts(xp, labels, k, where=None):
+    """How many labels (N,) equal each of 0..k-1 (only where ``where``), on the device without
+    a host sync: a one-hot (N, k) summed. Boolean-mask indexing and bincount would each read a
+    size on the host first on CuPy (``int(mask_scanned[-1])``, ``int(cupy.max(x)) + 1``)."""
+    hits = labels[:, None] == xp.arange(k)[None, :]
+    if where is not None:
+        hits &= where[:, None]
+    return hits.sum(axis=0)
 
 
 def _kl_from_uniform(counts):
@@ -147,7 +156,7 @@ def class_histogram(probs, n_classes=None):
     p = _matrix(probs, "probs")
     xp = array_module(p)
     c = p.shape[1] if n_classes is None else check_int("n_classes", n_classes)
-    return [int(v) for v in xp.bincount(p.argmax(axis=1), minlength=c).tolist()]
+    return [int(v) for v in _counts(xp, p.argmax(axis=1), c).tolist()]
 
 
 def classes_covered(histogram, min_share=DEFAULT_MIN_SHARE):

@@ -4,7 +4,7 @@ NumPy code, and counts host synchronisations and kernel launches.
 It is a test double, not a backend: tinygan's core never imports it. It is injected by
 installing the emulated module as ``cupy``:
 
-    from tinygan.tools import cupy_emulation as emu
+    from tinygan.testing import cupy_emulation as emu
     with emu.installed(14) as cupy:            # sys.modules["cupy"] is the emulation
         be = get_backend("cupy")                # tinygan's own code path for CuPy
         with emu.counting() as c:
@@ -23,10 +23,23 @@ real module made by ``snapshot.py``):
     attributes), and their keyword arguments are checked; the bit generator has no state dict;
   - reductions and scalar indexing return 0-d device arrays;
   - rules=13 adds CuPy 13's ``matmul(..., out=)`` failure when an operand or ``out`` is 1-D
-    (``ValueError: axes don't match array``).
+    (``ValueError: axes don't match array``);
+  - ``ElementwiseKernel`` runs the kernel's CUDA body compiled for the host (host_kernels.py,
+    g++; float32 under CUDA's -ftz) after CuPy's type decision (``Type is mismatched``); the
+    NumPy twin only where no C++ compiler exists;
+  - boolean-mask indexing, ``bincount``, ``nonzero`` and ``unravel_index`` count as host
+    synchronisations (CuPy reads a size on the host); ``unravel_index`` refuses a Python int;
+  - stream capture: ``Stream(non_blocking=True)``, ``begin_capture()`` / ``end_capture()`` ->
+    ``Graph``, ``graph.launch()``. A capture records the work issued on the stream without
+    running it (no existing array changes); a launch re-runs it in order, random draws drawing
+    afresh. While capturing, a cuBLAS-backed call raises CuPy's ``NotImplementedError('calling
+    cuBLAS API during stream capture is currently unsupported')``, a host synchronisation or a
+    host-to-device copy raises ``CUDARuntimeError: cudaErrorStreamCaptureUnsupported`` and
+    invalidates the capture (``end_capture`` then raises cudaErrorStreamCaptureInvalidated).
 """
 
 import contextlib
+import copy
 import json
 import os
 import sys
@@ -34,6 +47,8 @@ import types
 from pathlib import Path
 
 import numpy as np
+
+from . import host_kernels
 
 HERE = Path(__file__).resolve().parent
 SHIM = HERE / "shim"
@@ -66,6 +81,8 @@ class Counters:
 class _State:
     rules = 14
     counters = []          # stack of active Counters
+    streams = []           # the current-stream stack (``with stream:``)
+    compile = True         # ElementwiseKernels run their compiled CUDA bodies (else the twins)
 
 
 STATE = _State()
@@ -82,6 +99,8 @@ def _site():
 
 
 def _record(kind, what):
+    if kind != "launches":                  # refused on a capturing stream, as CUDA does
+        _capture_check("sync" if kind == "syncs" else "h2d")
     if STATE.counters:
         site = _site()
         for c in STATE.counters:
@@ -97,6 +116,77 @@ def counting():
         yield c
     finally:
         STATE.counters.remove(c)
+
+
+# --- stream capture ------------------------------------------------------------------------------
+class CUDARuntimeError(RuntimeError):
+    """cupy_backends.cuda.api.runtime.CUDARuntimeError: ``'<name>: <message>'``, with .status."""
+
+    def __init__(self, status):
+        self.status = status
+        name, msg = _CUDA_ERRORS[status]
+        super().__init__(f"{name}: {msg}")
+
+
+_CUDA_ERRORS = {
+    401: ("cudaErrorIllegalState", "the operation cannot be performed in the present state"),
+    900: ("cudaErrorStreamCaptureUnsupported", "operation not permitted when stream is capturing"),
+    901: ("cudaErrorStreamCaptureInvalidated",
+          "operation failed due to a previous error during capture"),
+}
+CUBLAS_UNDER_CAPTURE = "calling cuBLAS API during stream capture is currently unsupported"
+"""cupy_backends/cuda/libs/cublas.pyx, setStream: every cuBLAS call checks the stream first."""
+
+
+def _capturing():
+    """The capture of the current stream, or None."""
+    stream = STATE.streams[-1] if STATE.streams else None
+    return getattr(stream, "_capture", None)
+
+
+def _capture_check(what):
+    """What CUDA and CuPy refuse on a capturing stream: a host synchronisation or a synchronous
+    host-to-device copy (CUDA: cudaErrorStreamCaptureUnsupported, and the capture is
+    invalidated), a cuBLAS call (CuPy: NotImplementedError, before any CUDA call)."""
+    capture = _capturing()
+    if capture is None:
+        return
+    if what == "cublas":
+        raise NotImplementedError(CUBLAS_UNDER_CAPTURE)
+    if what in ("sync", "h2d"):
+        capture.invalid = True
+        raise CUDARuntimeError(900)
+
+
+def _run_or_record(fn):
+    """Work that writes existing arrays: run now, or, while capturing, record it for replay
+    (a capture runs nothing: no array changes until the graph is launched)."""
+    capture = _capturing()
+    if capture is None:
+        return fn()
+    capture.ops.append(fn)
+    return None
+
+
+def _new_result(fn):
+    """Work whose result is a new array: computed now (on whatever the inputs hold, touching
+    nothing that exists), and while capturing also recorded to recompute into the same buffer
+    at each replay."""
+    capture = _capturing()
+    if capture is None:
+        return fn()
+    with np.errstate(all="ignore"):
+        r = fn()
+    if isinstance(r, np.generic):
+        r = np.asarray(r)
+    if isinstance(r, np.ndarray):
+        capture.ops.append(lambda: np.copyto(r, fn()))
+    elif isinstance(r, tuple) and all(isinstance(v, np.ndarray) for v in r):
+        def again():
+            for dst, src in zip(r, fn()):
+                np.copyto(dst, src)
+        capture.ops.append(again)
+    return r
 
 
 # --- arrays -----------------------------------------------------------------------------------
@@ -154,6 +244,10 @@ def _index(key):
 _VIEW_METHODS = {"reshape", "view", "transpose", "swapaxes", "squeeze", "diagonal"}
 _SYNC_METHODS = {"item", "tolist", "tobytes", "tofile", "dump", "dumps"}
 _NDARRAY_ATTRS = set(API["ndarray"])
+_INPLACE_METHODS = {"fill", "sort", "partition", "put", "itemset"}
+_INPLACE_FUNCTIONS = {"put", "place", "putmask", "fill_diagonal", "put_along_axis"}
+_CUBLAS_METHODS = {"dot"}
+_CUBLAS_FUNCTIONS = {"dot", "vdot", "inner", "tensordot", "einsum", "matmul", "kron"}
 
 
 class ndarray:
@@ -259,14 +353,24 @@ class ndarray:
                 k = k + (Ellipsis,)            # scalar indexing -> a 0-d view, as in CuPy
             return ndarray._of(self._a[k])
         _record("launches", "take")
-        return ndarray._of(np.asarray(self._a[_index(key)]))
+        a, index = self._a, _index(key)
+        if any(isinstance(k, np.ndarray) and k.dtype == bool for k in index):
+            _record("syncs", "boolean mask")      # CuPy: int(mask_scanned[-1]), the result size
+        return ndarray._of(_new_result(lambda: np.asarray(a[index])))
 
     def __setitem__(self, key, value):
         if isinstance(value, np.ndarray) and value.ndim > 0:
             _record("h2d", "setitem")
         _record("launches", "setitem")
         basic, k = _basic_key(key)
-        self._a[k if basic else _index(key)] = _unwrap(value, host_ok=True)
+        index = k if basic else _index(key)
+        if not basic and any(isinstance(i, np.ndarray) and i.dtype == bool for i in index):
+            _record("syncs", "boolean mask")
+        a, v = self._a, _unwrap(value, host_ok=True)
+
+        def write():
+            a[index] = v
+        _run_or_record(write)
 
     # methods: only those CuPy's ndarray has
     def __getattr__(self, name):
@@ -283,22 +387,30 @@ class ndarray:
                 _record("syncs", name)
             elif name not in _VIEW_METHODS:
                 _record("launches", name)
+            if name in _CUBLAS_METHODS:
+                _capture_check("cublas")
             out = kwargs.get("out")
-            r = attr(*_unwrap(args), **{k: _unwrap(v) for k, v in kwargs.items()})
-            if name in _SYNC_METHODS:
-                return r
-            return out if isinstance(out, ndarray) else _wrap(r)
+            a, kw = _unwrap(args), {k: _unwrap(v) for k, v in kwargs.items()}
+            if name in _SYNC_METHODS or name in _VIEW_METHODS:
+                r = attr(*a, **kw)
+                return r if name in _SYNC_METHODS else _wrap(r)
+            if isinstance(out, ndarray) or name in _INPLACE_METHODS:
+                _run_or_record(lambda: attr(*a, **kw))
+                return out if isinstance(out, ndarray) else None
+            return _wrap(_new_result(lambda: attr(*a, **kw)))
         return method
 
     def astype(self, dtype, order="K", casting=None, subok=None, copy=True):
         if not copy and np.dtype(dtype) == self._a.dtype:
             return self
         _record("launches", "astype")
-        return ndarray._of(self._a.astype(dtype, order=order))
+        a = self._a
+        return ndarray._of(_new_result(lambda: a.astype(dtype, order=order)))
 
     def copy(self, order="C"):
         _record("launches", "copy")
-        return ndarray._of(self._a.copy(order=order))
+        a = self._a
+        return ndarray._of(_new_result(lambda: a.copy(order=order)))
 
     def reshape(self, *shape, order="C"):
         return ndarray._of(self._a.reshape(*shape, order=order))
@@ -380,9 +492,19 @@ class _Ufunc:
             raise ValueError("axes don't match array")     # CuPy 13's GUFunc path
         a = [_unwrap(x) for x in args]
         _record("launches", name)
-        r = self._np(*a, **{k: _unwrap(v) for k, v in kwargs.items()})
-        return out if out is not None else _wrap(r)
+        if name == "matmul":
+            _capture_check("cublas")               # cuBLAS (gemmEx) behind every matmul
+        kw, fn = {k: _unwrap(v) for k, v in kwargs.items()}, self._np
+        if out is not None:
+            _run_or_record(lambda: fn(*a, **kw))
+            return out
+        return _wrap(_new_result(lambda: fn(*a, **kw)))
 
+
+_SYNC_FUNCTIONS = {"bincount", "nonzero", "argwhere", "flatnonzero", "unique", "extract",
+                   "compress"}
+"""Functions whose output size CuPy reads on the host (a synchronisation): bincount
+(``int(cupy.max(x)) + 1``), nonzero and the others sized by the data."""
 
 _NO_LAUNCH = {"empty", "empty_like", "shape", "ndim", "size", "result_type", "can_cast",
               "reshape", "transpose", "swapaxes", "squeeze", "expand_dims", "broadcast_to",
@@ -402,8 +524,19 @@ def _function(name):
             _record("syncs", name)
         elif name not in _NO_LAUNCH:
             _record("launches", name)
+        if name in _CUBLAS_FUNCTIONS:
+            _capture_check("cublas")
+        if name in _SYNC_FUNCTIONS:
+            _record("syncs", name)                  # CuPy reads a size on the host first
         out = kwargs.get("out")
-        r = fn_np(*_unwrap(args), **{k: _unwrap(v) for k, v in kwargs.items()})
+        a, kw = _unwrap(args), {k: _unwrap(v) for k, v in kwargs.items()}
+        if name in _NO_LAUNCH or name in ("save", "savez", "savez_compressed", "savetxt"):
+            r = fn_np(*a, **kw)
+        elif isinstance(out, ndarray) or name in _INPLACE_FUNCTIONS:
+            _run_or_record(lambda: fn_np(*a, **kw))
+            return out
+        else:
+            r = _new_result(lambda: fn_np(*a, **kw))
         return out if isinstance(out, ndarray) else _wrap(r)
     fn.__name__ = name
     return fn
@@ -414,7 +547,8 @@ def asarray(a, dtype=None, order=None, *, copy=None, blocking=False):
         if dtype is None or np.dtype(dtype) == a.dtype:
             return a
         _record("launches", "astype")
-        return ndarray._of(a._a.astype(dtype))
+        src = a._a
+        return ndarray._of(_new_result(lambda: src.astype(dtype)))
     _record("h2d", "asarray")
     return ndarray._of(np.array(_unwrap(a, host_ok=True), dtype=dtype, order=order or "K"))
 
@@ -422,7 +556,8 @@ def asarray(a, dtype=None, order=None, *, copy=None, blocking=False):
 def array(obj, dtype=None, copy=True, order="K", subok=False, ndmin=0, *, blocking=False):
     if isinstance(obj, ndarray):
         _record("launches", "copy")
-        return ndarray._of(np.array(obj._a, dtype=dtype, order=order, ndmin=ndmin))
+        src = obj._a
+        return ndarray._of(_new_result(lambda: np.array(src, dtype=dtype, order=order, ndmin=ndmin)))
     _record("h2d", "array")
     return ndarray._of(np.array(_unwrap(obj, host_ok=True), dtype=dtype, order=order, ndmin=ndmin))
 
@@ -432,7 +567,8 @@ def ascontiguousarray(a, dtype=None):
         if a._a.flags.c_contiguous and (dtype is None or np.dtype(dtype) == a.dtype):
             return a
         _record("launches", "copy")
-        return ndarray._of(np.ascontiguousarray(a._a, dtype=dtype))
+        src = a._a
+        return ndarray._of(_new_result(lambda: np.ascontiguousarray(src, dtype=dtype)))
     return asarray(np.ascontiguousarray(a, dtype=dtype))
 
 
@@ -440,6 +576,18 @@ def asnumpy(a, stream=None, order="C", out=None, blocking=True):
     if isinstance(a, ndarray):
         return a.get(order=order, out=out)
     return np.asarray(a, order=order)
+
+
+def unravel_index(indices, dims, order="C"):
+    """CuPy's (cupy/_indexing/generate.py): ``cupy.can_cast(indices, int64, 'same_kind')`` first,
+    which raises TypeError for a Python int under NumPy 2; two ``.any()`` checks synchronise."""
+    if not np.can_cast(_unwrap(indices), np.int64, "same_kind"):
+        raise TypeError(f"Iterator operand 0 dtype could not be cast from dtype('{indices.dtype}') "
+                        f"to dtype('int64') according to the rule 'same_kind'")
+    _record("syncs", "unravel_index (indices < 0).any()")
+    _record("syncs", "unravel_index (indices > 0).any()")
+    _record("launches", "unravel_index")
+    return _wrap(np.unravel_index(_unwrap(indices), dims, order=order))
 
 
 def get_array_module(*args):
@@ -450,24 +598,15 @@ def copyto(dst, src, casting="same_kind", where=None):
     if not isinstance(dst, ndarray):
         raise TypeError(f"Unsupported type {type(dst)}")
     _record("launches", "copyto")
-    np.copyto(dst._a, _unwrap(src), casting=casting,
-              **({} if where is None else {"where": _unwrap(where)}))
+    d, v = dst._a, _unwrap(src)
+    kw = {} if where is None else {"where": _unwrap(where)}
+    _run_or_record(lambda: np.copyto(d, v, casting=casting, **kw))
 
 
 # --- user kernels ------------------------------------------------------------------------------
 TWINS = {}
-"""kernel name -> NumPy twin ``f(*inputs, *outputs)`` for ElementwiseKernels not in tinygan.fast.kernels."""
-
-
-def _params(spec):
-    """'raw T z, int32 n' -> ['z', 'n'] (the names, checked to be 'type name' or 'raw type name')."""
-    names = []
-    for part in (p.strip() for p in spec.split(",") if p.strip()):
-        words = part.split()
-        if len(words) not in (2, 3) or (len(words) == 3 and words[0] != "raw"):
-            raise ValueError(f"ElementwiseKernel parameter {part!r}: expected '[raw] type name'")
-        names.append(words[-1])
-    return names
+"""kernel name -> NumPy twin ``f(*inputs, *outputs)``: what runs where no C++ compiler is found
+(for ElementwiseKernels not in tinygan.fast.kernels, which carry their own twins)."""
 
 
 def _twin(name):
@@ -476,45 +615,77 @@ def _twin(name):
     from tinygan.fast.kernels import KERNELS         # the core's fused kernels carry their twins
     if name in KERNELS:
         return KERNELS[name].numpy_twin
-    raise NotImplementedError(f"CuPy emulation: no NumPy twin for ElementwiseKernel {name!r} "
-                              "(register one in cupy_emulation.TWINS)")
+    raise NotImplementedError(f"CuPy emulation: no C++ compiler and no NumPy twin for "
+                              f"ElementwiseKernel {name!r} (register one in cupy_emulation.TWINS)")
+
+
+def compiled_bodies():
+    """True when ElementwiseKernels run their CUDA bodies compiled for the host (g++ found)."""
+    return host_kernels.COMPILER is not None and STATE.compile
 
 
 class ElementwiseKernel:
-    """CuPy 14's ElementwiseKernel: the CUDA body is kept, not compiled; a call runs the
-    kernel's NumPy twin (found by name) and counts one launch. Outputs must be passed."""
+    """CuPy 14's ElementwiseKernel: the CUDA body compiled for the host (host_kernels.py: g++,
+    float32 with CUDA's -ftz emulated) and run on the arrays' buffers, one launch counted per
+    call; CuPy's type decision and checks (``TypeError: Type is mismatched. ...``). Where no
+    C++ compiler exists, the kernel's NumPy twin (found by name) runs instead."""
 
     def __init__(self, in_params, out_params, operation, name="kernel", reduce_dims=True,
                  preamble="", no_return=False, return_tuple=False, **kwargs):
-        self.in_params, self.out_params = _params(in_params), _params(out_params)
+        _check_kwargs("ElementwiseKernel", ["options", "loop_prep", "after_loop"], kwargs)
+        self._host = host_kernels.HostKernel(in_params, out_params, operation, name, preamble,
+                                             ftz=True)
+        self.in_params, self.out_params = in_params, out_params
         self.operation, self.name, self.preamble = operation, name, preamble
         self.no_return, self.return_tuple = no_return, return_tuple
-        _check_kwargs("ElementwiseKernel", ["options", "loop_prep", "after_loop"], kwargs)
+        self.nin, self.nout = len(self._host.in_params), len(self._host.out_params)
 
     def __call__(self, *args, size=None, block_size=None, stream=None):
-        n_in, n_out = len(self.in_params), len(self.out_params)
-        if len(args) != n_in + n_out:
-            raise TypeError(f"{self.name}: the emulation needs all {n_in} inputs and {n_out} "
-                            f"outputs passed, got {len(args)} arguments")
-        outs = args[n_in:]
-        if not all(isinstance(o, ndarray) for o in outs):
-            raise TypeError(f"{self.name}: outputs must be cupy arrays")
+        for a in args:
+            if not isinstance(a, ndarray):
+                _host_check(a)
+        host_args = [_unwrap(a) for a in args]
+        ins, outs, *_ = self._host.prepare(host_args, size)
+        given = args[self.nin:]
+        if given and not all(isinstance(o, ndarray) for o in given):
+            raise TypeError("Output arguments type must be cupy.ndarray")
         _record("launches", f"kernel:{self.name}")
-        _twin(self.name)(*(_unwrap(a) for a in args))
+        _capture_check("kernel")
+        run = (lambda: self._host(*ins, *outs, size=size)) if compiled_bodies() else \
+            (lambda: _twin(self.name)(*ins, *outs))
+        _run_or_record(run)
+        results = list(given) if given else [ndarray._of(o) for o in outs]
         if self.no_return:
             return None
-        return tuple(outs) if (n_out > 1 or self.return_tuple) else outs[0]
+        return tuple(results) if (self.nout > 1 or self.return_tuple) else results[0]
 
 
 # --- random --------------------------------------------------------------------------------------
+class _GeneratorState:
+    """Stands for CuPy's ``bit_generator._state`` (the cuRAND states, a device array): ``copy()``
+    snapshots the stream, ``state[...] = snapshot`` puts it back."""
+
+    def __init__(self, np_generator):
+        self._g = np_generator
+
+    def copy(self):
+        return _GeneratorState(copy.deepcopy(self._g))
+
+    def __setitem__(self, key, snapshot):
+        def restore():
+            self._g.bit_generator.state = snapshot._g.bit_generator.state
+        _run_or_record(restore)
+
+
 class BitGenerator:
     def __init__(self, seed=None, *, size=-1):
         if isinstance(seed, Generator):
             seed = seed.bit_generator
         if isinstance(seed, BitGenerator):
-            self._seq = seed._seq
-        else:
-            self._seq = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+            seed = seed._seq
+        self._seq = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+        self._np = np.random.Generator(np.random.PCG64(self._seq))
+        self._state = _GeneratorState(self._np)     # the draws advance this, as cuRAND's states
 
     def state(self):
         """A device pointer in CuPy (an int): there is no restorable state dict."""
@@ -522,8 +693,18 @@ class BitGenerator:
 
     def random_raw(self, size=None, out=False):
         _record("launches", "random_raw")
-        return ndarray._of(np.random.Generator(np.random.PCG64(self._seq)).integers(
-            0, 2 ** 32, size=size, dtype=np.uint64))
+        g = self._np
+        return ndarray._of(_draw(g, lambda g: g.integers(0, 2 ** 32, size=size, dtype=np.uint64)))
+
+
+def _draw(g, fn):
+    """A draw from numpy Generator g: now, or while capturing, recorded to draw afresh into the
+    same buffer at each replay (the generator advances at replay only, as cuRAND's states)."""
+    if _capturing() is None:
+        return np.asarray(fn(g))
+    r = np.asarray(fn(copy.deepcopy(g)))            # its shape and dtype, the stream untouched
+    _capturing().ops.append(lambda: np.copyto(r, fn(g)))
+    return r
 
 
 class XORWOW(BitGenerator):
@@ -533,29 +714,35 @@ class XORWOW(BitGenerator):
 class Generator:
     def __init__(self, bit_generator):
         self.bit_generator = bit_generator
-        self._np = np.random.Generator(np.random.PCG64(bit_generator._seq))
 
     def __getattr__(self, name):
         if name.startswith("_") or name not in API["Generator"]:
             raise AttributeError(f"'cupy.random._generator_api.Generator' object has no "
                                  f"attribute {name!r}")
         params = API["Generator"][name]
-        fn_np = getattr(self._np, name)
 
         def draw(*args, **kwargs):
             _check_kwargs(f"Generator.{name}", params, kwargs)
             _record("launches", f"random.{name}")
             dtype = kwargs.pop("dtype", None)
             out = kwargs.pop("out", None)
-            try:
-                r = fn_np(*args, **kwargs, **({} if dtype is None else {"dtype": dtype}))
-            except TypeError:
-                r = fn_np(*args, **kwargs)
-                r = np.asarray(r).astype(dtype) if dtype is not None else r
+
+            def fn(g):
+                fn_np = getattr(g, name)
+                try:
+                    return fn_np(*args, **kwargs, **({} if dtype is None else {"dtype": dtype}))
+                except TypeError:
+                    r = fn_np(*args, **kwargs)
+                    return np.asarray(r).astype(dtype) if dtype is not None else r
+            g = self.bit_generator._np
             if out is not None:
-                out._a[...] = r
+                dst = out._a
+
+                def into():
+                    dst[...] = fn(g)
+                _run_or_record(into)
                 return out
-            return _wrap(np.asarray(r))
+            return _wrap(_draw(g, fn))
         return draw
 
 
@@ -564,9 +751,97 @@ def default_rng(seed=None):
 
 
 # --- cuda ------------------------------------------------------------------------------------------
-class _Stream:
+class _Capture:
+    def __init__(self):
+        self.ops, self.invalid = [], False
+
+
+class Stream:
+    """cupy.cuda.Stream: ``with stream:`` makes it current; begin_capture / end_capture record
+    the work issued on it into a :class:`Graph` instead of running it (cupy/cuda/stream.pyx)."""
+
+    null = None
+
+    def __init__(self, null=False, non_blocking=False, ptds=False):
+        self.ptr = 0 if null else id(self)
+        self.device_id = -1 if null else 0
+        self._capture = None
+
+    def __enter__(self):
+        STATE.streams.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        STATE.streams.remove(self)
+        return False
+
+    def use(self):
+        STATE.streams.append(self)
+        return self
+
     def synchronize(self):
+        if self._capture is not None:
+            self._capture.invalid = True
+            raise CUDARuntimeError(900)
         _record("syncs", "stream.synchronize")
+
+    def begin_capture(self, mode=None):
+        if self.ptr == 0:
+            raise RuntimeError("cannot capture on the default (legacy) stream")
+        if self._capture is not None:
+            raise CUDARuntimeError(401)
+        self._capture = _Capture()
+
+    def end_capture(self):
+        capture, self._capture = self._capture, None
+        if capture is None:
+            raise CUDARuntimeError(401)
+        if capture.invalid:
+            raise CUDARuntimeError(901)
+        return Graph(capture.ops)
+
+    def is_capturing(self):
+        return self._capture is not None
+
+
+Stream.null = Stream(null=True)
+
+
+class Graph:
+    """cupy.cuda.Graph: launch() replays every recorded operation, in order (one launch)."""
+
+    def __init__(self, ops):
+        self._ops = list(ops)
+
+    def launch(self, stream=None):
+        _record("launches", "graph.launch")
+        if _capturing() is not None:
+            raise CUDARuntimeError(900)
+        for op in self._ops:
+            op()
+
+    def upload(self, stream=None):
+        pass
+
+
+class MemoryPool:
+    def malloc(self, size):
+        return None
+
+    def used_bytes(self):
+        return 0
+
+    def free_all_blocks(self, stream=None):
+        pass
+
+
+@contextlib.contextmanager
+def using_allocator(allocator=None):
+    yield
+
+
+def get_current_stream(device_id=-1):
+    return STATE.streams[-1] if STATE.streams else Stream.null
 
 
 class _Device:
@@ -575,6 +850,9 @@ class _Device:
         self.compute_capability = "90"
 
     def synchronize(self):
+        if _capturing() is not None:
+            _capturing().invalid = True
+            raise CUDARuntimeError(900)
         _record("syncs", "device.synchronize")
 
     def __enter__(self):
@@ -593,15 +871,19 @@ DEVICE_NAME = "CuPy emulation (NumPy on the host)"
 def _cuda_module():
     cuda = types.ModuleType("cupy.cuda")
     cuda.is_available = lambda: True
-    cuda.get_current_stream = lambda device=None: _Stream()
+    cuda.get_current_stream = get_current_stream
     cuda.Device = _Device
-    cuda.Stream = _Stream
+    cuda.Stream = Stream
+    cuda.Graph = Graph
+    cuda.MemoryPool = MemoryPool
+    cuda.using_allocator = using_allocator
     rt = types.ModuleType("cupy.cuda.runtime")
     rt.getDeviceProperties = lambda device: {"name": DEVICE_NAME.encode(), "major": 0, "minor": 0,
                                              "totalGlobalMem": 0, "multiProcessorCount": 0}
     rt.getDeviceCount = lambda: 1
     rt.runtimeGetVersion = lambda: 0
     rt.driverGetVersion = lambda: 0
+    rt.CUDARuntimeError = CUDARuntimeError
     cuda.runtime = rt
     cuda.EMULATED = True
     return cuda
@@ -610,7 +892,8 @@ def _cuda_module():
 # --- the module ------------------------------------------------------------------------------------
 _SPECIAL = {"ndarray": ndarray, "asarray": asarray, "array": array, "asnumpy": asnumpy,
             "ascontiguousarray": ascontiguousarray, "get_array_module": get_array_module,
-            "copyto": copyto, "ElementwiseKernel": ElementwiseKernel}
+            "copyto": copyto, "ElementwiseKernel": ElementwiseKernel,
+            "unravel_index": unravel_index}
 
 
 class _Module(types.ModuleType):
@@ -636,7 +919,7 @@ class _Module(types.ModuleType):
 
 
 def _make_module():
-    cupy = _Module("cupy", "CuPy emulation (tinygan.tools.cupy_emulation)")
+    cupy = _Module("cupy", "CuPy emulation (tinygan.testing.cupy_emulation)")
     cupy._api = API["module"]
     cupy.__version__ = API["cupy_version"] + "+emulated"
     cupy.__file__ = __file__

@@ -3,7 +3,7 @@
 Needs the real CuPy installed (``pip install cupy-cuda12x``; no GPU needed: only array
 creation fails without one). The committed JSON lets the emulation run where CuPy is absent.
 
-    python -m tinygan.tools.cupy_emulation.snapshot       # rewrites cupy14_api.json
+    python -m tinygan.testing.cupy_emulation.snapshot       # rewrites cupy14_api.json
 """
 
 import inspect
