@@ -494,3 +494,11 @@ def test_browser_play_pause_objective_screenshot(client, tmp_path):
     target = os.environ.get("TINYGAN_LAB_SCREENSHOT")          # docs/images/lab.png for the README
     if target:
         Path(target).write_bytes(png)
+
+
+def test_frame_rate_measurement_runs():
+    """python -m tinygan.tools.lab_fps (the README's frame-rate figure), briefly."""
+    from tinygan.tools import lab_fps
+    r = lab_fps.measure(seconds=1.0, wait_ms=20)
+    assert r["requests_per_s"] > 1 and r["frames_per_s"] > 1 and r["steps_per_s"] > 10
+    assert r["p95_ms"] >= r["mean_ms"] * 0.5 > 0

@@ -282,17 +282,25 @@ class Lab:
             return dict(self.settings)
 
     def step(self, n=1):
-        """n training steps, then one record for the charts (one host copy per call)."""
+        """n training steps, then one record for the charts (one host copy per call). The
+        lock is taken per step, so a page's request waits for one step at most."""
         n = _int_in("steps", n, 1, 10000)
         with self.lock:
             if self.error and self.error.startswith("training diverged"):
                 raise ConfigError(self.error)
             g = self.gan
-            m = self.settings["batch_size"]
-            for _ in range(n):
+        stats = None
+        for _ in range(n):
+            with self.lock:
+                if self.gan is not g:                 # reset meanwhile: the old GAN is gone
+                    return self.gan.step_count
+                m = self.settings["batch_size"]
                 rows = m * g.k if g.schedule == "alternating" else m
                 stats = g.train_step(self.sample_data(rows))
-            self._capture_context()
+                self._capture_context()
+        with self.lock:
+            if self.gan is not g:
+                return self.gan.step_count
             self._record(stats)
             last = self.history[-1]
             watched = [v for k, v in last.items() if k in ("d_loss", "g_loss")
@@ -304,12 +312,12 @@ class Lab:
             return g.step_count
 
     def _capture_context(self):
-        """The last training batch: z, D's input, and D's dropout masks (for the checks)."""
+        """The last training batch: z, D's input and D's dropout masks, for the checks
+        (copies on the device: no host synchronisation per step)."""
         g = self.gan
         masks = [layer.scaled_mask for layer in g.D.layers if isinstance(layer, Dropout)]
-        self.context = {"z": _host(g.G.layers[0].x), "d_in": _host(g.D.layers[0].x),
-                        "masks": [None if mk is None else _host(mk) for mk in masks],
-                        "schedule": g.schedule}
+        self.context = {"z": g.G.layers[0].x.copy(), "d_in": g.D.layers[0].x.copy(),
+                        "masks": [None if mk is None else mk.copy() for mk in masks]}
 
     def _record(self, stats=None):
         """One row of the charts: losses, per-layer gradient norms, saturation, coverage."""
@@ -396,10 +404,10 @@ class Lab:
             for mine, theirs in ((copy.G, g.G), (copy.D, g.D)):
                 mine.load_state({k: _host(v) for k, v in theirs.params})
             objective, step = g.objective, g.step_count
-        z, d_in = be.asarray(ctx["z"]), be.asarray(ctx["d_in"])
+        z, d_in = be.asarray(_host(ctx["z"])), be.asarray(_host(ctx["d_in"]))
         drops = [layer for layer in copy.D.layers if isinstance(layer, Dropout)]
         for layer, mask in zip(drops, ctx["masks"]):
-            layer.scaled_mask = None if mask is None else be.asarray(mask)
+            layer.scaled_mask = None if mask is None else be.asarray(_host(mask))
         n_real = d_in.shape[0] - z.shape[0]
         real = d_in[:n_real] if n_real > 0 else None
         frozen = " (D's dropout masks of that step frozen)" if drops else ""
