@@ -502,3 +502,28 @@ def test_frame_rate_measurement_runs():
     r = lab_fps.measure(seconds=1.0, wait_ms=20)
     assert r["requests_per_s"] > 1 and r["frames_per_s"] > 1 and r["steps_per_s"] > 10
     assert r["p95_ms"] >= r["mean_ms"] * 0.5 > 0
+
+
+def _cupy_emulation():
+    try:                                       # where the emulation lives after issue 22
+        from tinygan.testing import cupy_emulation
+    except ImportError:
+        from tinygan.tools import cupy_emulation
+    return cupy_emulation
+
+
+def test_lab_on_cupy_syncs_per_record_not_per_step():
+    """--backend cupy, on the CuPy emulation: the training steps make no host sync and no
+    upload; the chart row costs the same two copies whatever the number of steps."""
+    emu = _cupy_emulation()
+    with emu.installed(14):
+        lab = labmod.Lab("cupy", {"d_keep": 0.8})
+        counts = []
+        for n in (1, 15):
+            with emu.counting() as c:
+                lab.step(n)
+            counts.append((len(c.syncs), len(c.h2d)))
+        assert counts[0] == counts[1] and counts[0][1] == 0 and counts[0][0] <= 3, counts
+        frame = lab.frame(both=True)
+        assert frame["backend"] == "cupy" and frame["step"] == 16
+        assert lab.gradcheck()["passed"]

@@ -60,7 +60,7 @@ from ..network import Sequential, mlp
 from ..optim import SGD, Adam
 from .gradflow import (SATURATION_THRESHOLD, generator_field, gradient_ratio, saturation,
                        weight_gradient_norms)
-from .metrics import MIXTURES, mode_metrics, sample_mixture
+from .metrics import MIXTURES, mode_metrics
 
 STATIC = Path(__file__).resolve().parent / "lab_static"
 STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
@@ -242,6 +242,7 @@ class Lab:
             self.gan = _build(s, self.be)
             self.dim = 1 if s["dataset"] == "gauss1d" else 2
             self.mixture = MIXTURES[s["dataset"]]() if self.dim == 2 else None
+            self.centers = self.be.asarray(self.mixture.centers) if self.mixture else None
             self.z_eval = self.gan.sample_noise(N_EVAL)          # fixed: the same points move
             self.real_view = self.sample_data(N_VIEW)
             self.history = deque(maxlen=HISTORY)
@@ -255,7 +256,9 @@ class Lab:
         """n real points (backend array (n, D_x))."""
         if self.dim == 1:
             return self.be.normal((n, 1), mean=GAUSS1D[0], std=GAUSS1D[1])
-        return sample_mixture(self.mixture, n, self.be)
+        # metrics.sample_mixture's draw, the centres kept on the device (no upload per step)
+        idx = self.be.rng.integers(0, len(self.mixture.centers), size=n)
+        return self.centers[idx] + self.be.normal((n, 2), std=self.mixture.std)
 
     def apply_settings(self, changes):
         """Validate and apply ``changes``; LIVE ones change the running GAN, the others
@@ -322,14 +325,14 @@ class Lab:
     def _record(self, stats=None):
         """One row of the charts: losses, per-layer gradient norms, saturation, coverage."""
         g = self.gan
-        row = {"step": g.step_count}
+        scalars = dict(stats or {})                  # 0-d device arrays, copied in one go
         if stats is not None:
-            row.update({k: float(_host(v)) for k, v in stats.items()})
-            row.update({k: float(_host(v)) for k, v in weight_gradient_norms(g).items()})
-        z = self.z_eval[:N_VIEW]
-        sat = {k: float(_host(v)) for k, v in saturation(g, z).items()}
-        sat["grad_ratio"] = gradient_ratio(sat)
-        row.update(sat)
+            scalars.update(weight_gradient_norms(g))
+        scalars.update(saturation(g, self.z_eval[:N_VIEW]))
+        values = _host(g.xp.stack([g.xp.asarray(v, dtype=g.backend.dtype).reshape(())
+                                   for v in scalars.values()]))
+        row = {"step": g.step_count, **dict(zip(scalars, map(float, values)))}
+        row["grad_ratio"] = gradient_ratio(row)
         samples = _host(g.sample(N_EVAL, z=self.z_eval))
         if not np.isfinite(samples).all():
             row["samples_finite"] = 0.0
