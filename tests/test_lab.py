@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tinygan.backend import cupy_usable
 from tinygan.tools import lab as labmod
 
 REPO = Path(__file__).resolve().parents[1]
@@ -328,8 +329,8 @@ def test_validate_settings_uses_the_shared_checks():
 
 
 # --- the command --------------------------------------------------------------------------------
-def _start_command(*args):
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+def _start_command(*args, env=None):
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     proc = subprocess.Popen([sys.executable, "-m", "tinygan", "lab", *args], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     line = proc.stdout.readline()
@@ -351,6 +352,21 @@ def test_command_serves_and_ctrl_c_stops_in_one_line():
     assert err.strip().splitlines() == ["tinygan lab: stopped"], err
 
 
+def test_command_open_starts_the_browser_with_the_url(tmp_path):
+    opened = tmp_path / "opened.txt"
+    browser = (f"{sys.executable} -c \"import sys; open(sys.argv[1], 'w').write(sys.argv[2])\" "
+               f"{opened} %s")
+    proc, line = _start_command("--open", env={"BROWSER": browser})
+    try:
+        url = line.split()[2]
+        wait_for(lambda: opened.exists() and opened.read_text(), what="the browser command")
+        assert opened.read_text() == url
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=20)
+    assert proc.returncode == 0
+
+
 def test_command_warns_for_another_address_and_refuses_bad_flags():
     proc, line = _start_command("--host", "127.0.0.2")
     try:
@@ -370,6 +386,11 @@ def test_command_warns_for_another_address_and_refuses_bad_flags():
                            cwd=REPO, capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and r.stderr.startswith("tinygan lab: error:")
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    if not cupy_usable()[0]:                                  # no GPU: one line, exit 1
+        r = subprocess.run([sys.executable, "-m", "tinygan", "lab", "--backend", "cupy"],
+                           cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1 and r.stderr.startswith("tinygan lab: error:")
+        assert len(r.stderr.strip().splitlines()) == 1
 
 
 # --- a real browser --------------------------------------------------------------------------
