@@ -398,7 +398,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--window-size=1400,1120", "--hide-scrollbars"]
+                "--disable-sync", "--window-size=1400,1240", "--hide-scrollbars"]
 
 
 class WebDriver:
@@ -457,44 +457,53 @@ def _png_pixels(png):
 def test_browser_play_pause_objective_screenshot(client, tmp_path):
     client.post("/api/settings", {"speed": 3000})
     driver = WebDriver(tempfile.mkdtemp(prefix="tinygan-chromium-", dir=tmp_path))
+
+    def page_state():
+        return driver.js("return window.lab.state")
+
+    def text_of(element_id):
+        return driver.js(f"return document.getElementById('{element_id}').textContent")
+
+    def steady_state():
+        """The page's state once two frames 0.3 s apart show the same step."""
+        first = page_state()
+        time.sleep(0.3)
+        second = page_state()
+        return second if second["step"] == first["step"] else None
     try:
         driver.cmd("POST", "/url", {"url": f"http://127.0.0.1:{client.port}/"})
         wait_for(lambda: driver.js("return window.lab && window.lab.frames >= 2"),
                  what="the page's first frames")
-        before = driver.js("return window.lab.state")
+        before = page_state()
         assert before["step"] == 0 and not before["playing"]
 
         driver.click("#play")
-        wait_for(lambda: driver.js("return window.lab.state.step") >= 1500,
-                 timeout=30, what="training to run from the page")
+        wait_for(lambda: page_state()["step"] >= 2500, timeout=30,
+                 what="training to run from the page")
         driver.click("#pause")
-        wait_for(lambda: not driver.js("return window.lab.state.playing"), what="pause")
-        paused = wait_for(lambda: (lambda a, b: b if a["step"] == b["step"] else None)(
-            driver.js("return window.lab.state"), (time.sleep(0.3),
-                                                   driver.js("return window.lab.state"))[1]),
-            what="a steady paused state")
+        wait_for(lambda: not page_state()["playing"], what="pause")
+        paused = wait_for(steady_state, what="a steady paused state")
         moved = np.abs(np.asarray(paused["samples"]) - np.asarray(before["samples"])).max()
         assert moved > 0.05, "the samples did not move"
 
         driver.click("select[data-setting=objective] option[value=minimax]")
-        after = wait_for(lambda: (lambda s: s if s["settings"]["objective"] == "minimax"
-                                  and "minimax" in s["arrows"] else None)(
-            driver.js("return window.lab.state")), what="the objective to change")
+        after = wait_for(lambda: (lambda s: s if "minimax" in s["arrows"] else None)(page_state()),
+                         what="the objective to change")
+        assert after["settings"]["objective"] == "minimax"
         assert after["step"] == paused["step"]                 # the same G and D ...
         old = np.asarray(paused["arrows"]["nonsaturating"])
         new = np.asarray(after["arrows"]["minimax"])
         assert np.abs(new - old).max() > 1e-2                   # ... other arrows
-        assert "minimax" in driver.js("return document.getElementById('field-caption').textContent")
+        assert "minimax" in text_of("field-caption")
 
         driver.click("#both")
         wait_for(lambda: driver.js("return !document.getElementById('field2-fig').hidden"),
                  what="the second panel")
         driver.click("#gradcheck")
         text = wait_for(lambda: (lambda t: t if "all pass" in t or "FAIL" in t else None)(
-            driver.js("return document.getElementById('gradcheck-out').textContent")),
-            timeout=30, what="the gradient check table")
+            text_of("gradcheck-out")), timeout=30, what="the gradient check table")
         assert "all pass" in text and "worst: where, analytic, numerical" in text
-        # the field canvas really has a picture: colours of the heatmap, dots and arrows
+        # the field canvas really holds a picture: the heatmap's, dots' and arrows' colours
         distinct = driver.js("""
             const c = document.getElementById('field');
             const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;

@@ -177,8 +177,9 @@ def _rounded(a, digits=4):
 class Lab:
     """One GAN, its settings and its training loop (one background thread).
 
-    Every use of the networks holds ``self.lock``: the loop trains in slices of TICK_S and
-    releases the lock between them, so the state and gradient-check requests get their turn.
+    Every use of the networks holds ``self.lock``: the loop trains in slices of TICK_S (at
+    most ``speed`` steps per second) taking the lock for one step at a time, so the state and
+    gradient-check requests wait for one step at most.
     """
 
     def __init__(self, backend="numpy", settings=None):
@@ -266,12 +267,13 @@ class Lab:
         with self.lock:
             new = validate_settings(changes, self.settings)
             changed = {k for k in new if new[k] != self.settings[k]}
-            old, self.settings = self.settings, new
+            self.settings = new
             if changed - set(LIVE) - {"optimizer"}:
                 self.reset()
             elif "optimizer" in changed:             # new optimizers, the same networks
+                steps = self.gan.step_count
                 self.gan = _build(new, self.be, nets=(self.gan.G, self.gan.D))
-                self.gan.step_count = self.history[-1]["step"] if self.history else 0
+                self.gan.step_count = steps
                 self.version += 1
                 self._frame = None
             else:
@@ -291,6 +293,7 @@ class Lab:
         with self.lock:
             if self.error and self.error.startswith("training diverged"):
                 raise ConfigError(self.error)
+            self.error = None                         # an older error is answered by trying again
             g = self.gan
         stats = None
         for _ in range(n):

@@ -240,7 +240,7 @@ const COLORS = ["#2b6cb0", "#f28e2b", "#1a9641", "#9467bd", "#8c564b", "#e377c2"
 
 function lineChart(canvas, xs, series, opts = {}) {
   const ctx = canvas.getContext("2d");
-  const W = canvas.width, H = canvas.height, L = 46, R = opts.right ? 46 : 10, T = 10, B = 22;
+  const W = canvas.width, H = canvas.height, L = 46, R = opts.right ? 46 : 10, T = 22, B = 18;
   ctx.clearRect(0, 0, W, H);
   ctx.font = "11px system-ui, sans-serif";
   const axes = { left: series.filter((s) => !s.right), right: series.filter((s) => s.right) };
@@ -285,12 +285,13 @@ function lineChart(canvas, xs, series, opts = {}) {
   }
   ctx.strokeStyle = "#d5dae3"; ctx.strokeRect(L, T, W - L - R, H - T - B);
   ctx.fillStyle = "#5b6474";
-  ctx.fillText(`step ${x0}`, L, H - 6);
-  ctx.fillText(`${x1}`, W - R - 30, H - 6);
-  let lx = L + 70;                                   // legend along the bottom
+  ctx.fillText(`step ${x0}`, L, H - 5);
+  const end = `${x1}`;
+  ctx.fillText(end, W - R - ctx.measureText(end).width, H - 5);
+  let lx = L;                                        // legend along the top
   series.forEach((s) => {
-    ctx.fillStyle = s.color; ctx.fillRect(lx, H - 12, 10, 3);
-    ctx.fillStyle = "#1d2330"; ctx.fillText(s.name, lx + 13, H - 7);
+    ctx.fillStyle = s.color; ctx.fillRect(lx, 9, 10, 3);
+    ctx.fillStyle = "#1d2330"; ctx.fillText(s.name, lx + 13, 14);
     lx += 18 + ctx.measureText(s.name).width;
   });
 }
