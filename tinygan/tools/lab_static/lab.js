@@ -222,7 +222,7 @@ function drawField1D(ctx, W, H, e, s, kind) {
   ctx.fillStyle = "#5b6474"; ctx.fillText("D(x) = 1/2", 4, py(0.5) - 3);
   // samples on a band with their arrows (horizontal: dl_i/dx_i is 1-D)
   const L = 0.12 * W, arrows = s.arrows[kind] || [];
-  ctx.strokeStyle = "rgba(10,10,10,0.7)"; ctx.beginPath();
+  ctx.strokeStyle = "rgba(10,10,10,0.35)"; ctx.beginPath();
   s.samples.forEach(([x], i) => {
     const y = H - 55 + ((i * 37) % 40);
     const a = arrows[i];
