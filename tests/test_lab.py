@@ -557,3 +557,28 @@ def test_lab_on_cupy_syncs_per_record_not_per_step():
         frame = lab.frame(both=True)
         assert frame["backend"] == "cupy" and frame["step"] == 16
         assert lab.gradcheck()["passed"]
+
+
+def test_readme_section_links_resolve():
+    """README "Watch it learn": the screenshot exists and every link into docs/gradients.md
+    (and within the README) names a real heading."""
+    import re
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Watch it learn"):]
+    section = section[:section.index("\n## ", 1)]
+    assert "tinygan lab" in section and (REPO / "docs/images/lab.png").is_file()
+
+    def slugs(text):
+        return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
+                for h in re.findall(r"^#+ (.+)$", text, re.M)}
+    gradients, own = slugs((REPO / "docs/gradients.md").read_text()), slugs(readme)
+    links = re.findall(r"\]\(([^)\s]+)\)", section)
+    assert sum(link.startswith("docs/gradients.md#") for link in links) >= 4
+    for link in links:
+        path, _, anchor = link.partition("#")
+        if path.startswith("docs/gradients.md"):
+            assert anchor in gradients, link
+        elif not path:
+            assert anchor in own, link
+        else:
+            assert (REPO / path).is_file(), link
