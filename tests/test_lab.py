@@ -337,7 +337,7 @@ def _start_command(*args, env=None):
     return proc, line
 
 
-def test_command_serves_and_ctrl_c_stops_in_one_line():
+def test_command_serves_and_ctrl_c_stops_in_one_line_while_training():
     proc, line = _start_command("--seed", "3")
     try:
         assert line.startswith("tinygan lab: http://127.0.0.1:"), line
@@ -345,6 +345,11 @@ def test_command_serves_and_ctrl_c_stops_in_one_line():
         with urllib.request.urlopen(url + "api/state", timeout=20) as r:
             state = json.loads(r.read())
         assert state["settings"]["seed"] == 3
+        start = urllib.request.Request(url + "api/start", data=b"{}", method="POST",
+                                       headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(start, timeout=20).read()
+        wait_for(lambda: json.loads(urllib.request.urlopen(url + "api/state", timeout=20)
+                                    .read())["step"] > 0, what="training")
     finally:
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=20)
@@ -582,3 +587,19 @@ def test_readme_section_links_resolve():
             assert anchor in own, link
         else:
             assert (REPO / path).is_file(), link
+
+
+def test_a_refused_post_body_is_not_read_as_the_next_request(client):
+    """Keep-alive: after refusing a POST unread, the server closes the connection, so the
+    body cannot be taken for a second request."""
+    smuggled = b"POST /api/start HTTP/1.1\r\nHost: " + client.host.encode() + \
+        b"\r\nContent-Length: 0\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", client.port), timeout=10) as s:
+        s.sendall(b"POST /api/pause HTTP/1.1\r\nHost: evil.example\r\nContent-Length: "
+                  + str(len(smuggled)).encode() + b"\r\n\r\n" + smuggled)
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 403") and reply.count(b"HTTP/1.1") == 1
+    time.sleep(0.1)
+    assert client.state()["playing"] is False

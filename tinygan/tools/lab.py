@@ -518,7 +518,7 @@ class LabServer(ThreadingHTTPServer):
     """ThreadingHTTPServer holding one Lab; ``allowed`` are the Host values it answers."""
 
     daemon_threads = True
-    allow_reuse_address = False
+    allow_reuse_address = True            # a restart may reuse a port in TIME_WAIT (not a live one)
 
     def __init__(self, address, lab, quiet=True):
         if ":" in address[0]:
@@ -591,7 +591,6 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             raise HTTPError(400, "bad Content-Length") from None
         if length < 0 or length > MAX_BODY:
-            self.close_connection = True
             raise HTTPError(413, f"request body of {length} bytes: at most {MAX_BODY}")
         raw = self.rfile.read(length)
         if not raw.strip():
@@ -616,6 +615,7 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 self._post(path.path, self._body())
         except HTTPError as exc:
+            self.close_connection = True         # an unread body must not pass for a request
             self._send(exc.status, {"error": str(exc)})
         except TinyGANError as exc:
             self._send(400, {"error": _one_line(exc)})
