@@ -217,7 +217,7 @@ class Lab:
             start = time.perf_counter()
             try:
                 self.step(max(1, round(self.settings["speed"] * TICK_S)),
-                          deadline=start + TICK_S)
+                          deadline=start + TICK_S, while_playing=True)
             except Exception as exc:      # never a traceback in the terminal: the page shows it
                 with self.lock:
                     self.playing = False
@@ -287,10 +287,10 @@ class Lab:
                 self._frame = None
             return dict(self.settings)
 
-    def step(self, n=1, deadline=None):
-        """n training steps (fewer if ``deadline``, a perf_counter time, passes first), then
-        one record for the charts (one host copy per call). The lock is taken per step, so a
-        page's request waits for one step at most."""
+    def step(self, n=1, deadline=None, while_playing=False):
+        """n training steps (fewer if ``deadline``, a perf_counter time, passes first, or,
+        with ``while_playing``, once paused), then one record for the charts (one host copy
+        per call). The lock is taken per step, so a page's request waits for one step at most."""
         n = _int_in("steps", n, 1, 10000)
         with self.lock:
             if self.error and self.error.startswith("training diverged"):
@@ -306,7 +306,8 @@ class Lab:
                 rows = m * g.k if g.schedule == "alternating" else m
                 stats = g.train_step(self.sample_data(rows))
                 self._capture_context()
-            if deadline is not None and time.perf_counter() > deadline:
+            if (deadline is not None and time.perf_counter() > deadline) or (
+                    while_playing and not self.playing):
                 break
         with self.lock:
             if self.gan is not g:
