@@ -37,8 +37,10 @@ rebinding); POST bodies are JSON of at most MAX_BODY bytes; every value is valid
 training loop per server, stopped when the server stops.
 """
 
+import errno
 import json
 import math
+import signal
 import socket
 import sys
 import threading
@@ -530,8 +532,12 @@ class LabServer(ThreadingHTTPServer):
         names = {host}
         if host in LOOPBACK or host == "0.0.0.0":
             names |= {"127.0.0.1", "localhost"}
-        if host == "0.0.0.0":
+        if host in ("0.0.0.0", "::"):                # every interface: this machine's names
             names.add(socket.gethostname())
+            try:
+                names.update(socket.gethostbyname_ex(socket.gethostname())[2])
+            except OSError:
+                pass
         self.allowed = {f"[{n}]:{port}" if ":" in n else f"{n}:{port}" for n in names}
         shown = "127.0.0.1" if host in ("127.0.0.1", "localhost", "0.0.0.0") else host
         self.url = f"http://[{shown}]:{port}/" if ":" in shown else f"http://{shown}:{port}/"
@@ -724,7 +730,12 @@ def main(argv=None, prog="tinygan lab"):
     try:
         server = serve(args.host, args.port, args.backend,
                        {"seed": args.seed, "dataset": args.dataset})
-    except (TinyGANError, OSError) as exc:
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            exc = f"port {args.port} on {args.host} is in use: give another --port, or none " \
+                  "(a free one)"
+        return report_error(prog, exc)
+    except TinyGANError as exc:
         return report_error(prog, exc)
     if args.host not in LOOPBACK:
         print(f"{prog}: warning: listening on {args.host}: anyone who can reach this address "
@@ -733,6 +744,9 @@ def main(argv=None, prog="tinygan lab"):
     if args.open:
         import webbrowser
         threading.Thread(target=webbrowser.open, args=(server.url,), daemon=True).start()
+    def stop(signum, frame):                # SIGTERM stops as Ctrl-C does
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, stop)
     try:
         with blas_threads(1 if args.backend == "numpy" else None):   # small MLPs: one thread
             server.serve_forever()
