@@ -335,8 +335,9 @@ def every_parser():
 
 def test_every_flag_has_help_and_shows_its_default():
     import argparse
+    from tinygan.tools.commands import COMMANDS
     parsers = every_parser()
-    assert len(parsers) == 5 + len(SCRIPTS)
+    assert len(parsers) == len(COMMANDS) + len(SCRIPTS)
     missing = []
     for p in parsers:
         fmt = p._get_formatter()

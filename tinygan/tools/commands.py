@@ -7,6 +7,7 @@
     tinygan evaluate runs/mnist                     # the paper's Parzen-window protocol
     tinygan gradcheck --layer linear --verbose      # every hand-written gradient vs differences
     tinygan bench --batch-sizes 100                 # one training iteration, timed
+    tinygan lab --open                              # watch a 2-D GAN learn in the browser
 
 examples/mnist.py, examples/cifar10.py and examples/evaluate.py are thin scripts over this
 module (and evaluate_cli.py): they parse the same flags with their own defaults.
@@ -357,12 +358,18 @@ def _bench(argv):
     return bench_main(argv, prog="tinygan bench")
 
 
+def _lab(argv):
+    from .lab import main as lab_main
+    return lab_main(argv, prog="tinygan lab")
+
+
 COMMANDS = {
     "train": (_train, "train the paper's GAN (MNIST, Fashion-MNIST, CIFAR-10), or resume a run"),
     "sample": (sample, "draw samples from a trained run: a PNG grid and/or an .npy"),
     "evaluate": (_evaluate, "the paper's Parzen-window log-likelihood of a run (and Figure 3)"),
     "gradcheck": (_gradcheck, "check every hand-written gradient against finite differences"),
     "bench": (_bench, "time one training iteration: tinygan, PyTorch, the GEMM bound"),
+    "lab": (_lab, "watch a small GAN learn in your browser (a local server; Ctrl-C stops)"),
 }
 
 
