@@ -1,9 +1,9 @@
-"""Benchmark one training iteration of the paper's MNIST GAN: tinygan vs PyTorch vs the GEMM bound.
+"""Benchmark one training iteration of the paper's MNIST GAN: tinygan vs PyTorch vs JAX vs its bounds.
 
     python benchmarks/run.py                          # batch 100 and 1000, every usable backend
     python benchmarks/run.py --model cifar10          # the paper's CIFAR-10 model (~126 M parameters)
     python benchmarks/run.py --batch-sizes 100 --blocks 9 --iters 20
-    python benchmarks/run.py --sweep                  # time per iteration vs batch size, PNG
+    python benchmarks/run.py --sweep                  # only time vs batch size: sweep.json, PNG
     python benchmarks/run.py --parzen                 # also the Parzen-window benchmark
     python benchmarks/run.py --count-launches         # kernel launches of one step (CuPy emulation)
 
