@@ -41,8 +41,10 @@ def test_only_backend_imports_cupy():
 
 # --- the layering rule: the study core imports only itself and errors; tools import the core --
 
-CORE = ["backend", "errors", "kernels", "layers", "network", "losses", "optim", "gan", "gradcheck"]
+CORE = ["backend", "errors", "kernels", "layers", "network", "losses", "optim", "gan", "gradcheck",
+        "fast_threads"]
 STDLIB_OK = {"math", "contextlib", "collections", "functools", "numbers"}
+THREADS_OK = {"os", "threading", "concurrent"}     # fast_threads alone: its pool, TINYGAN_THREADS
 # no file I/O, argparse, plots or datasets in the core; backend.py alone also takes sys and numpy
 
 
@@ -110,7 +112,9 @@ def test_core_imports_only_the_core_and_errors(module):
     external = {i.split(".")[0] for i in imports} - {"tinygan"}
     allowed = {f"tinygan.{m}" for m in CORE}
     assert all(any(i == a or i.startswith(a + ".") for a in allowed) for i in internal), internal
-    if module != "backend":                 # backend alone knows numpy / cupy (loaded lazily)
+    if module == "fast_threads":
+        assert external <= STDLIB_OK | THREADS_OK, external
+    elif module != "backend":               # backend alone knows numpy / cupy (loaded lazily)
         assert external <= STDLIB_OK, external
     else:
         assert external <= STDLIB_OK | {"numpy", "sys"}, external
