@@ -48,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import fast_threads
 from ..backend import BACKENDS, cupy_usable, get_backend
 from ..errors import BackendError, ConfigError, TinyGANError
 from .cli import Parser, positive_int, report_error
@@ -695,6 +696,9 @@ def parser(prog="run.py"):
     p.add_argument("--iters", type=positive_int, default=10,
                    help="iterations per block at batch 100 (scaled by 100/batch)")
     p.add_argument("--warmup", type=positive_int, default=3, help="untimed iterations first")
+    p.add_argument("--elementwise-threads", type=positive_int, default=None, metavar="N",
+                   help="threads tinygan's large elementwise passes are split over "
+                        "(tinygan/fast_threads.py; default: TINYGAN_THREADS, else min(2, cores))")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     p.add_argument("--no-jax", action="store_true", help="skip the JAX comparison")
     p.add_argument("--no-roofline", action="store_true",
@@ -787,9 +791,12 @@ def _run(args, prog, stop):
     if "cupy" in backends and not usable:
         raise BackendError(f"--backends cupy: no usable GPU ({why})")
     out = prepare_out(args.out)
+    if args.elementwise_threads:
+        fast_threads.set_threads(args.elementwise_threads)
     with_torch, with_jax, skipped = _peers(args, backends, usable, why)
     info = machine_info(backends)
     info.setdefault("gpu", None)
+    info["elementwise_threads"] = fast_threads.threads()
     if with_jax:
         import jax
         info["jax"] = jax.__version__
