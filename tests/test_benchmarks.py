@@ -200,7 +200,7 @@ def test_impossible_ratio_is_flagged_as_a_busy_machine(tmp_path, capsys, monkeyp
 
         def run():
             fn()
-            time.sleep(0.02)
+            time.sleep(0.05)
         return run
     monkeypatch.setattr(tools_bench, "gemm_variant", slow_gemm)
     tools_bench.main(SMALL + ["--blocks", "2", "--iters", "1", "--out", str(tmp_path)])
@@ -237,8 +237,8 @@ def _start(args, cwd, command=("-m", "tinygan", "bench")):
 
 @pytest.mark.parametrize("command", [("-m", "tinygan", "bench"), (str(REPO / "benchmarks" / "run.py"),)])
 def test_first_ctrl_c_writes_the_finished_blocks_and_exits_0(tmp_path, command):
-    proc = _start(SMALL + ["--blocks", "100000", "--iters", "100", "--out", "o"], tmp_path, command)
-    time.sleep(1.5)
+    proc = _start(SMALL + ["--blocks", "100000", "--iters", "20", "--out", "o"], tmp_path, command)
+    time.sleep(3)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err

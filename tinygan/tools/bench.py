@@ -848,7 +848,8 @@ def _run(args, prog, stop):
         print(legend())
         print(blas_line(info))
         for line in busy_warnings(rows):
-            print(line, file=sys.stderr)
+            if not stop.requested:              # interrupted: one line, the JSON keeps "busy"
+                print(line, file=sys.stderr)
     if args.parzen and not stop.requested:
         _parzen(prog, backends)
     result["interrupted"] = stop.requested
