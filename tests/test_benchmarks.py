@@ -256,3 +256,11 @@ def test_second_ctrl_c_stops_at_once_with_130(tmp_path):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert err.count("\n") == 1 and "second interrupt" in err and "Traceback" not in err
+
+
+def test_threads_ab_script_times_both_settings(tmp_path):
+    r = subprocess.run([sys.executable, str(REPO / "benchmarks" / "threads_ab.py"), "--batch-sizes",
+                        "8", "--blocks", "1", "--iters", "1", "--no-jax"], cwd=tmp_path, env=_env(),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "1 thread" in r.stdout and "2 threads / 1 thread" in r.stdout and "BLAS:" in r.stdout

@@ -10,8 +10,14 @@ Used by a few marked lines of kernels.py: the optimizers' updates (3.7 M paramet
 paper's MNIST model: 75 MB moved per step), and at large batches maxout forward and backward
 and dropout. Small arrays stay on the calling thread (a hand-off costs ~20 us).
 
-    fast_threads.set_threads(1)        # everything on the calling thread
-    TINYGAN_THREADS=1 python ...       # the same, from the environment
+    fast_threads.set_threads(2)        # split over two threads
+    TINYGAN_THREADS=2 python ...       # the same, from the environment (default: 1, no split)
+
+Off by default until it measures faster on a quiet machine: in isolation the splits are
+faster (the update 3.12 -> 2.45 ms, maxout forward 3.8 -> 2.2 ms at batch 1000, issue 25), but
+right after a matrix product OpenBLAS's worker threads keep spinning for a while and compete
+with the second thread, and on a busy machine two threads lose
+(benchmarks/threads_ab.py times both in interleaved blocks).
 
 CuPy arrays never come here (the GPU runs one kernel).
 """
@@ -29,7 +35,7 @@ def _default_threads():
     env = os.environ.get("TINYGAN_THREADS", "").strip()
     if env.isdigit() and int(env) >= 1:
         return int(env)
-    return max(1, min(2, os.cpu_count() or 1))
+    return 1
 
 
 _threads = _default_threads()

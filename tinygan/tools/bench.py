@@ -698,7 +698,7 @@ def parser(prog="run.py"):
     p.add_argument("--warmup", type=positive_int, default=3, help="untimed iterations first")
     p.add_argument("--elementwise-threads", type=positive_int, default=None, metavar="N",
                    help="threads tinygan's large elementwise passes are split over "
-                        "(tinygan/fast_threads.py; default: TINYGAN_THREADS, else min(2, cores))")
+                        "(tinygan/fast_threads.py; default: TINYGAN_THREADS, else 1)")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     p.add_argument("--no-jax", action="store_true", help="skip the JAX comparison")
     p.add_argument("--no-roofline", action="store_true",
