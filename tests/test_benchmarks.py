@@ -29,7 +29,9 @@ def test_torch_step_matches_tinygan():
     assert bench.check_torch_matches("numpy", m=20, steps=3) < 1e-5
 
 
-def test_benchmark_script_runs(tmp_path, capsys):
+def test_benchmark_script_runs(tmp_path, capsys, monkeypatch):
+    import tinygan.tools.bench as tools_bench
+    monkeypatch.setattr(tools_bench, "TRIAD_FLOATS", 1 << 16)   # the bandwidth arrays, small here
     bench.main(["--batch-sizes", "8", "--blocks", "1", "--iters", "1", "--warmup", "1",
                 "--no-jax", "--out", str(tmp_path)])
     out = capsys.readouterr().out
@@ -108,8 +110,10 @@ def _row(json_path):
     return json.loads(json_path.read_text())
 
 
-def test_benchmark_reports_jax_and_roofline(tmp_path, capsys):
+def test_benchmark_reports_jax_and_roofline(tmp_path, capsys, monkeypatch):
     pytest.importorskip("jax")
+    import tinygan.tools.bench as tools_bench
+    monkeypatch.setattr(tools_bench, "TRIAD_FLOATS", 1 << 16)
     bench.main(["--batch-sizes", "8", "--blocks", "2", "--iters", "1", "--warmup", "1",
                 "--no-torch", "--out", str(tmp_path)])
     out = capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""Large elementwise work on NumPy split over threads (the fast path only; docs/design.md, speed).
+"""Large elementwise work on NumPy split over threads (the fast path; docs/design.md, section 3).
 
 NumPy releases the GIL inside its ufuncs and reductions, so a pass over a large array split
 into contiguous parts (rows of an activation, slabs of a flat parameter vector) runs on as many

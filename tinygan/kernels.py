@@ -147,14 +147,14 @@ def maxout(z, b, pieces):
         y, k = xp.empty((n, units), z.dtype), xp.empty((n, units), "int32")
         _MAXOUT(z, b, pieces, units, y, k)
         return y, k
-    z3 = z.reshape(n, pieces, units)
     y, mask = xp.empty((n, units), z.dtype), xp.empty((n, pieces, units), "bool")
 
     def rows(lo, hi):
         zr, yr, mr = z[lo:hi], y[lo:hi], mask[lo:hi]
         zr += b
-        z3[lo:hi].max(axis=1, out=yr)
-        xp.equal(z3[lo:hi], yr[:, None, :], out=mr)
+        z3 = zr.reshape(hi - lo, pieces, units)
+        z3.max(axis=1, out=yr)
+        xp.equal(z3, yr[:, None, :], out=mr)
         if pieces > 1:                      # ties: keep only the first piece attaining the max
             taken = mr[:, 0, :].copy()
             for p in range(1, pieces):
@@ -405,6 +405,7 @@ def adam(p, m, v, g, b1, b2, lr_t, eps_t, scratch):
     if _on_cupy(p):
         _ADAM(g, b1, b2, lr_t, eps_t, m, v, p)
         return
+
     def part(lo, hi):
         for i, j, tmp in _slabs(hi - lo, fast_threads.scratch(scratch)):
             i, j = i + lo, j + lo

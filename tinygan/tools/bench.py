@@ -191,15 +191,23 @@ def gemm_flops(m, model="mnist"):
 TRIAD_FLOATS = 1 << 24           # 64 MB per array, 192 MB in all: far beyond any cache here
 
 
-def triad_variant(be, threads=1, n=TRIAD_FLOATS, reps=2):
+def triad_arrays(n=None):
+    """The bandwidth kernel's three float32 arrays of ``n`` (default TRIAD_FLOATS) elements,
+    every page touched."""
+    return tuple(np.full(n or TRIAD_FLOATS, v, dtype=np.float32) for v in (0.0, 1.0, 2.0))
+
+
+def triad_variant(be, threads=1, n=None, reps=2, arrays=None):
     """Memory bandwidth, STREAM-style: a = b + c on three float32 arrays of ``n`` elements
     (STREAM's "add": the triad's traffic, read b, read c, write a, in one NumPy call per slab;
     NumPy's triad a = b + q c would need a second pass or Python-level chunks, which measured
     slower than the memory). The arrays are split into ``threads`` contiguous slabs run on
     that many threads (NumPy releases the GIL). The callable runs ``reps`` passes;
-    ``run.bytes`` is the traffic of one call (3 x 4 bytes x n x reps)."""
+    ``run.bytes`` is the traffic of one call (3 x 4 bytes x n x reps). ``arrays``: from
+    :func:`triad_arrays` (shared between thread counts), else new ones of ``n`` elements."""
     from concurrent.futures import ThreadPoolExecutor
-    a, b, c = (np.full(n, v, dtype=np.float32) for v in (0.0, 1.0, 2.0))   # pages touched
+    a, b, c = arrays or triad_arrays(n)
+    n = a.shape[0]
     bounds = [n * i // threads for i in range(threads + 1)]
 
     def slab(i):
@@ -835,8 +843,8 @@ def _run(args, prog, stop):
     for name in backends:
         triad = None
         if name == "numpy" and not args.no_roofline:
-            threads = sorted({1, max(1, blas_threads())})
-            triad = {th: triad_variant(None, th) for th in threads}
+            threads, arrays = sorted({1, max(1, blas_threads())}), triad_arrays()
+            triad = {th: triad_variant(None, th, arrays=arrays) for th in threads}
         rows += run_backend(name, args.batch_sizes or [100, 1000], args.blocks, args.iters, args.warmup,
                             torch_on[name], model, with_jax and name == "numpy", stop, triad)
         if stop.requested:
