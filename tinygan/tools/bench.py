@@ -502,6 +502,7 @@ def run_backend(name, batch_sizes, blocks, iters, warmup, with_torch, model="mni
             row["ratio_torch"] = _ratio(t, "tinygan", "torch")
         if "jax" in t:
             row["ratio_jax"] = _ratio(t, "tinygan", "jax")
+            row["jax_over_gemm"] = _ratio(t, "jax", "gemm")     # how close JAX is to the bound
         if triad:
             _roofline(row, t, triad, m, model)
         rows.append(row)
