@@ -16,8 +16,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a checkout, uninstalled
 
-from tinygan.tools.bench import *  # noqa: E402,F401,F403
-from tinygan.tools.bench import main  # noqa: E402
+try:
+    from tinygan.tools.bench import *  # noqa: E402,F401,F403
+    from tinygan.tools.bench import main  # noqa: E402
+except KeyboardInterrupt:                # Ctrl-C while the libraries load: one line
+    print("run.py: interrupted while starting: nothing run", file=sys.stderr)
+    sys.exit(130)
 
 if __name__ == "__main__":
     sys.exit(main())
