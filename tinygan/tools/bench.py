@@ -348,10 +348,10 @@ def machine_info(backends):
     info["blas_kernel"] = ", ".join(f"{i['internal_api']} {i['version']} {i['architecture']}"
                                     for i in loaded) or "unknown (threadpoolctl sees no BLAS)"
     info["blas_override"] = coretype_override()
-    try:
-        import torch
-        info["torch"] = torch.__version__
-    except ImportError:
+    from importlib import metadata
+    try:                                   # the installed version, without importing torch
+        info["torch"] = metadata.version("torch")
+    except metadata.PackageNotFoundError:
         info["torch"] = None
     if "cupy" in backends:
         cupy = get_backend("cupy", seed=0).xp          # only backend.py imports CuPy
