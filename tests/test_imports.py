@@ -42,9 +42,10 @@ def test_only_backend_imports_cupy():
 # --- the layering rule: the study core imports only itself and errors; tools import the core --
 
 CORE = ["backend", "errors", "layers", "network", "losses", "optim", "gan", "gradcheck"]
-FAST = ["kernels", "layers", "network", "losses", "optim", "gan", "__init__"]
+FAST = ["kernels", "layers", "network", "losses", "optim", "gan", "__init__", "fast_threads"]
 """tinygan/fast/: the fast path, importing the core and itself; the core never imports it."""
 STDLIB_OK = {"math", "contextlib", "collections", "functools", "numbers"}
+THREADS_OK = {"os", "threading", "concurrent"}     # fast_threads alone: its pool, TINYGAN_THREADS
 # no file I/O, argparse, plots or datasets in the core; backend.py alone also takes sys and numpy
 
 
@@ -112,7 +113,7 @@ def test_core_imports_only_the_core_and_errors(module):
     external = {i.split(".")[0] for i in imports} - {"tinygan"}
     allowed = {f"tinygan.{m}" for m in CORE}
     assert all(any(i == a or i.startswith(a + ".") for a in allowed) for i in internal), internal
-    if module != "backend":                 # backend alone knows numpy / cupy (loaded lazily)
+    if module != "backend":               # backend alone knows numpy / cupy (loaded lazily)
         assert external <= STDLIB_OK, external
     else:
         assert external <= STDLIB_OK | {"numpy", "sys"}, external
@@ -156,7 +157,8 @@ def test_the_fast_path_imports_the_core_and_itself(module):
     internal = {i for i in imports if i.split(".")[0] == "tinygan"}
     allowed = {f"tinygan.{m}" for m in CORE} | {"tinygan.fast"}
     assert all(any(i == a or i.startswith(a + ".") for a in allowed) for i in internal), internal
-    assert {i.split(".")[0] for i in imports} - {"tinygan"} <= STDLIB_OK
+    external = {i.split(".")[0] for i in imports} - {"tinygan"}
+    assert external <= STDLIB_OK | (THREADS_OK if module == "fast_threads" else set()), external
 
 
 def test_main_entry_point_is_a_tool():

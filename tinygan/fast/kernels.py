@@ -18,6 +18,7 @@ tests run the code a GPU runs (tests/test_cuda_bodies.py).
 import contextlib
 import math
 
+from . import fast_threads
 from ..backend import array_module, elementwise_kernel
 
 KERNELS = {}
@@ -198,15 +199,20 @@ def maxout(z, b, pieces):
         y, k = xp.empty((n, units), z.dtype), xp.empty((n, units), "int32")
         _MAXOUT(z, b, pieces, units, y, k)
         return y, k
-    z += b
-    z3 = z.reshape(n, pieces, units)
-    y = z3.max(axis=1)
-    mask = z3 == y[:, None, :]
-    if pieces > 1:                          # ties: keep only the first piece attaining the max
-        taken = mask[:, 0, :].copy()
-        for p in range(1, pieces):
-            mask[:, p, :] &= ~taken
-            taken |= mask[:, p, :]
+    y, mask = xp.empty((n, units), z.dtype), xp.empty((n, pieces, units), "bool")
+
+    def rows(lo, hi):
+        zr, yr, mr = z[lo:hi], y[lo:hi], mask[lo:hi]
+        zr += b
+        z3 = zr.reshape(hi - lo, pieces, units)
+        z3.max(axis=1, out=yr)
+        xp.equal(z3, yr[:, None, :], out=mr)
+        if pieces > 1:                      # ties: keep only the first piece attaining the max
+            taken = mr[:, 0, :].copy()
+            for p in range(1, pieces):
+                mr[:, p, :] &= ~taken
+                taken |= mr[:, p, :]
+    fast_threads.run_split(rows, n, 2 * z.size)                              # THREADS
     return y, mask
 
 
@@ -217,7 +223,10 @@ def maxout_backward(dy, route, pieces):
         dz = xp.empty((n, pieces * dy.shape[1]), dy.dtype)
         _MAXOUT_BACKWARD(dy, route, pieces, dy.shape[1], dz)
         return dz
-    return xp.multiply(dy[:, None, :], route).reshape(n, -1)
+    dz = xp.empty(route.shape, dy.dtype)
+    fast_threads.run_split(lambda lo, hi: xp.multiply(dy[lo:hi, None, :], route[lo:hi],
+                                                      out=dz[lo:hi]), n, 2 * dz.size)  # THREADS
+    return dz.reshape(n, -1)
 
 
 # --- elementwise activations ---------------------------------------------------------------------
@@ -329,9 +338,13 @@ def dropout(x, keep_prob, rng, out):
     if _on_cupy(x):
         _DROPOUT(x, rng.random(x.shape, dtype=x.dtype), keep_prob, scale, mask, out)
         return out, mask
-    bits = rng.integers(0, 1 << BITS, x.shape, dtype="uint16")
-    xp.multiply(bits < keep_threshold(keep_prob), x.dtype.type(scale), out=mask)
-    xp.multiply(x, mask, out=out)
+    bits = rng.integers(0, 1 << BITS, x.shape, dtype="uint16")    # one draw: the same bits
+    threshold, scale = keep_threshold(keep_prob), x.dtype.type(scale)
+
+    def rows(lo, hi):
+        xp.multiply(bits[lo:hi] < threshold, scale, out=mask[lo:hi])
+        xp.multiply(x[lo:hi], mask[lo:hi], out=out[lo:hi])
+    fast_threads.run_split(rows, x.shape[0], 3 * x.size)                     # THREADS
     return out, mask
 
 
@@ -390,12 +403,16 @@ def sgd(p, v, g, lr, mu, scratch):
         _SGD(g, lr, mu, v, p)
         return
     xp = array_module(p)
-    for i, j, tmp in _slabs(p.shape[0], scratch):
-        vs = v[i:j]
-        vs *= mu
-        xp.multiply(g[i:j], lr, out=tmp)
-        vs -= tmp
-        p[i:j] += vs
+
+    def part(lo, hi):
+        for i, j, tmp in _slabs(hi - lo, fast_threads.scratch(scratch)):
+            i, j = i + lo, j + lo
+            vs = v[i:j]
+            vs *= mu
+            xp.multiply(g[i:j], lr, out=tmp)
+            vs -= tmp
+            p[i:j] += vs
+    fast_threads.run_split(part, p.shape[0], 5 * p.shape[0], align=scratch.shape[0])  # THREADS
 
 
 def reference_adam(p, m, v, g, b1, b2, lr_t, eps_t):
@@ -442,8 +459,12 @@ def adam(p, m, v, g, b1, b2, lr_t, eps_t, scratch):
     if _on_cupy(p):
         _ADAM(g, b1, 1 - b1, b2, 1 - b2, lr_t, eps_t, m, v, p)
         return
-    for i, j, tmp in _slabs(p.shape[0], scratch):
-        _adam_numpy(g[i:j], b1, b2, lr_t, eps_t, m[i:j], v[i:j], p[i:j], tmp)
+
+    def part(lo, hi):
+        for i, j, tmp in _slabs(hi - lo, fast_threads.scratch(scratch)):
+            i, j = i + lo, j + lo
+            _adam_numpy(g[i:j], b1, b2, lr_t, eps_t, m[i:j], v[i:j], p[i:j], tmp)
+    fast_threads.run_split(part, p.shape[0], 7 * p.shape[0], align=scratch.shape[0])  # THREADS
 
 
 def adam_step_sizes(lr, b1, b2, eps, t):
