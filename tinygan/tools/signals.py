@@ -1,0 +1,58 @@
+"""Ctrl-C and SIGTERM, the same way in every command and script.
+
+The first SIGINT (Ctrl-C) or SIGTERM becomes a flag, ``DeferredInterrupt.requested``, that the
+work checks between units it can finish (a training step, an epoch, a run of a lab): the work
+stops there, keeps what is finished, prints one line and the command exits 0. A second signal
+raises KeyboardInterrupt at once; :func:`run_main` turns it into one line and exit status 130.
+
+    with DeferredInterrupt() as interrupt:
+        for step in ...:
+            if interrupt.requested:
+                break
+            ...
+    sys.exit(run_main(main, "toy_1d.py"))       # in a script's ``if __name__ == "__main__"``
+"""
+
+import signal
+import sys
+import threading
+
+SECOND_INTERRUPT = 130        # the shell's status for a process ended by SIGINT
+
+
+class DeferredInterrupt:
+    """Turns the first SIGINT (Ctrl-C) or SIGTERM into a flag checked between steps;
+    a second one interrupts at once (KeyboardInterrupt). Outside the main thread it installs
+    nothing (signals are delivered to the main thread only) and ``requested`` stays False."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __enter__(self):
+        self.requested = False
+        self.signal_name = None
+        self._old = {}
+        if threading.current_thread() is threading.main_thread():
+            self._old = {s: signal.signal(s, self._handler) for s in self.SIGNALS}
+        return self
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.signal_name = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for s, old in self._old.items():
+            signal.signal(s, old)
+        return False
+
+
+def run_main(main, prog, argv=None):
+    """``main(argv)``'s exit status; a KeyboardInterrupt that escapes it (a second Ctrl-C, or
+    one before the work installed its handler) is one line on stderr and status 130."""
+    try:
+        return main(argv) or 0
+    except KeyboardInterrupt:
+        print(f"{prog}: stopped at once (interrupted); what was finished before is kept",
+              file=sys.stderr, flush=True)
+        return SECOND_INTERRUPT
