@@ -7,6 +7,7 @@ one line (and exits with status 2), as every tinygan command does for bad usage.
 import argparse
 import math
 import sys
+import warnings
 
 
 class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -28,6 +29,12 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", DefaultsFormatter)
         super().__init__(*args, **kwargs)
+
+    def parse_args(self, args=None, namespace=None):
+        """argparse's, and from then on a warning prints as one line, ``prog: warning: ...``
+        (not Python's file, line and source line): :func:`one_line_warnings`."""
+        one_line_warnings(self.prog)
+        return super().parse_args(args, namespace)
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
@@ -65,6 +72,19 @@ def printable(text, stream=None):
     becomes a backslash escape."""
     encoding = getattr(stream or sys.stderr, "encoding", None) or "utf-8"
     return str(text).encode(encoding, "backslashreplace").decode(encoding, "replace")
+
+
+def one_line_warnings(prog):
+    """Print every warning of this process as ``prog: warning: <message on one line>`` on
+    stderr (a checkpoint that fell back to its previous copy, a cut-off metrics line)."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        stream = file or sys.stderr
+        try:
+            print(printable(f"{prog}: warning: {' '.join(str(message).split())}", stream),
+                  file=stream, flush=True)
+        except (OSError, ValueError):
+            pass                    # stderr closed: nothing to tell
+    warnings.showwarning = show
 
 
 def report_error(prog, exc):

@@ -242,6 +242,7 @@ def train(argv=None, spec=SPECS["mnist"]):
     try:
         from ..backend import get_backend
         from .checkpoint import checkpoint_exists
+        from .data import resolve_data_dir
         from .runlock import lock_directory
         from .train import Trainer, TrainConfig, load_training_images, small_model_threads
         lock_directory(args.out)    # one writer per --out, held to the end (before any check)
@@ -268,7 +269,7 @@ def train(argv=None, spec=SPECS["mnist"]):
                           max_steps=args.max_steps or 0, classifier=args.classifier or "",
                           metrics_every=args.metrics_every, hidden=args.hidden or 0,
                           units=args.units or 0,
-                          data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else "")
+                          data_dir=str(resolve_data_dir(args.data_dir)) if args.data_dir else "")
         cfg.validate()
         images = load_training_images(args.dataset, args.split, data_dir=args.data_dir or None,
                                       limit=args.limit or 0, progress=not args.no_progress,

@@ -13,6 +13,7 @@ files are) unless ``download=True`` (``--download``); with ``download=False``
 error naming the directories, the missing files and the offline route.
 """
 
+import errno
 import gzip
 import hashlib
 import json
@@ -178,12 +179,26 @@ def cache_dir(name):
     return Path(base) / "tinygan" / name
 
 
+def resolve_data_dir(data_dir):
+    """``data_dir`` as an absolute Path with its links resolved; a one-line DataError for one
+    that does not exist, is not a directory or is a symlink loop."""
+    try:
+        path = Path(data_dir).resolve(strict=True)
+    except (OSError, RuntimeError) as exc:     # RuntimeError: Python < 3.13's symlink loop
+        loop = isinstance(exc, RuntimeError) or getattr(exc, "errno", None) == errno.ELOOP
+        raise DataError(f"data_dir {data_dir} " + ("is a symlink loop (its links lead back to "
+                                                    "themselves)" if loop else
+                                                    "does not exist")) from None
+    if not path.is_dir():
+        raise DataError(f"data_dir {data_dir} is not a directory")
+    return path
+
+
 def search_dirs(name, data_dir=None):
     """The directories ``load_mnist`` searches for data set ``name``, in order."""
     dirs = []
     if data_dir is not None:
-        if not Path(data_dir).is_dir():
-            raise DataError(f"data_dir {data_dir} does not exist (or is not a directory)")
+        resolve_data_dir(data_dir)
         dirs += [Path(data_dir), Path(data_dir) / name]
     if os.environ.get("TINYGAN_DATA"):
         dirs += [Path(os.environ["TINYGAN_DATA"]), Path(os.environ["TINYGAN_DATA"]) / name]
