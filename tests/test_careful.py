@@ -1,0 +1,243 @@
+"""Issue 24: every script as careful as ``tinygan train`` (the data asked for, Ctrl-C everywhere,
+one-line errors and warnings), through the command lines as a user runs them."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import MNIST_DIR, REPO
+from tinygan.tools.data import write_idx
+
+HAVE_MNIST = (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists()
+needs_mnist = pytest.mark.skipif(not HAVE_MNIST, reason=f"MNIST test split not in {MNIST_DIR}")
+TINY = ["--split", "test", "--batch-size", "50", "--hidden", "16", "--units", "8",
+        "--no-progress"]
+
+
+def environment(**extra):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "XDG_CACHE_HOME": "/nonexistent-cache",
+           "TINYGAN_UNVERIFIED_DATA": "1"}
+    env.pop("TINYGAN_DATA", None)
+    env.update(extra)
+    return env
+
+
+def tinygan(*argv, **env):
+    return subprocess.run([sys.executable, "-m", "tinygan", *map(str, argv)], cwd=REPO,
+                          env=environment(**env), capture_output=True, text=True, timeout=180)
+
+
+def example(script, *argv, **env):
+    return subprocess.run([sys.executable, str(REPO / "examples" / script), *map(str, argv)],
+                          cwd=REPO, env=environment(**env), capture_output=True, text=True,
+                          timeout=180)
+
+
+def one_line(proc):
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+def fake_t10k(directory, n=10000):
+    """A test split of ``n`` random images (raw IDX, quick to write), labels 0..9."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    write_idx(directory / "t10k-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28), np.uint8))
+    write_idx(directory / "t10k-labels-idx1-ubyte", (np.arange(n) % 10).astype(np.uint8))
+    return directory
+
+
+@pytest.fixture(scope="module")
+def fake_data(tmp_path_factory):
+    return fake_t10k(tmp_path_factory.mktemp("data"))
+
+
+def train_run(out, data, *more, steps=2):
+    proc = tinygan("train", "--data-dir", data, *TINY, "--limit", "100", "--max-steps", steps,
+                   "--out", out, *more)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+# --- case 1: the data asked for ---------------------------------------------------------------
+@needs_mnist
+def test_fashion_mnist_asked_mnist_found_is_one_line(tmp_path):
+    proc = tinygan("train", "--dataset", "fashion-mnist", "--data-dir", MNIST_DIR, *TINY,
+                   "--limit", "500", "--epochs", "1", "--out", tmp_path / "run",
+                   TINYGAN_UNVERIFIED_DATA="")
+    assert proc.returncode == 1
+    line = one_line(proc)
+    assert "t10k-images-idx3-ubyte.gz is MNIST's t10k-images-idx3-ubyte (by its md5), not " \
+           "Fashion-MNIST's" in line and "--dataset mnist" in line
+    assert "fashion-mnist test" not in proc.stdout
+
+
+@needs_mnist
+def test_evaluate_refuses_another_data_set_than_the_runs(tmp_path, fake_data):
+    run = train_run(tmp_path / "run", fake_data, "--dataset", "fashion-mnist")
+    proc = tinygan("evaluate", run, "--data-dir", MNIST_DIR, "--samples", "100", "--no-progress",
+                   TINYGAN_UNVERIFIED_DATA="")
+    assert proc.returncode == 1 and "log-likelihood" not in proc.stdout
+    assert "is MNIST's t10k-images-idx3-ubyte (by its md5), not Fashion-MNIST's" in one_line(proc)
+
+
+def test_unknown_data_is_refused_in_one_line(tmp_path, fake_data):
+    proc = tinygan("train", "--data-dir", fake_data, *TINY, "--limit", "100", "--max-steps", "1",
+                   "--out", tmp_path / "run", TINYGAN_UNVERIFIED_DATA="")
+    assert proc.returncode == 1
+    assert "matches no published MNIST file" in one_line(proc)
+    assert "TINYGAN_UNVERIFIED_DATA=1" in proc.stderr
+
+
+# --- case 6: a symlink loop --------------------------------------------------------------------
+def test_symlink_loop_data_dir_is_one_line(tmp_path):
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    for run in (lambda *a: tinygan("train", *a), lambda *a: example("train_classifier.py", *a)):
+        proc = run("--data-dir", tmp_path / "loop", "--split", "test", "--out", tmp_path / "o")
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr
+        assert "is a symlink loop" in one_line(proc)
+
+
+# --- case 7: a checkpoint that falls back to prev warns in one line ----------------------------
+def test_fallback_to_prev_is_one_warning_line(tmp_path, fake_data):
+    run = train_run(tmp_path / "run", fake_data, steps=4)       # 2 steps/epoch: a prev exists
+    npz = run / "checkpoint.npz"
+    data = bytearray(npz.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    npz.write_bytes(bytes(data))
+    proc = tinygan("sample", run, "--n", "4", "--npy", tmp_path / "s.npy")
+    assert proc.returncode == 0, proc.stderr
+    line = one_line(proc)
+    assert line.startswith("tinygan sample: warning: ") and "previous checkpoint" in line
+    assert "RuntimeWarning" not in line and "warnings.warn" not in proc.stderr
+
+
+# --- case 9: a failed run leaves no --out behind -----------------------------------------------
+def test_failed_run_leaves_no_lock_only_directory(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = tmp_path / "new" / "run"
+    proc = tinygan("train", "--data-dir", empty, *TINY, "--out", out)
+    assert proc.returncode == 1 and "not found" in one_line(proc)
+    assert not (tmp_path / "new").exists()
+    existing = tmp_path / "mine"
+    existing.mkdir()
+    proc = tinygan("train", "--data-dir", empty, *TINY, "--out", existing)
+    assert proc.returncode == 1 and existing.is_dir() and list(existing.iterdir()) == []
+    (existing / "samples").mkdir()                    # a run that stopped before its first save
+    proc = tinygan("evaluate", existing)
+    assert proc.returncode == 1 and "holds no checkpoint" in one_line(proc)
+
+
+# --- case 10: evaluate reads the run's own --data-dir ------------------------------------------
+def test_evaluate_uses_the_runs_data_dir(tmp_path, fake_data):
+    run = train_run(tmp_path / "run", fake_data)
+    proc = tinygan("evaluate", run, "--samples", "100", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert "log-likelihood:" in proc.stdout and "test split" in proc.stdout
+
+
+# --- case 11: a classifier run where a GAN run is expected, and the reverse --------------------
+def test_classifier_run_is_named_as_such(tmp_path, fake_data):
+    clf = tmp_path / "clf"
+    proc = example("train_classifier.py", "--data-dir", fake_data, "--split", "test",
+                   "--epochs", "1", "--hidden", "8", "--limit", "200", "--out", clf)
+    assert proc.returncode == 0, proc.stderr
+    for argv in (["sample", clf, "--n", "2"], ["evaluate", clf]):
+        proc = tinygan(*argv)
+        assert proc.returncode == 1
+        line = one_line(proc)
+        assert "this is a classifier run" in line and "not a GAN run" in line
+        assert "missing" not in line and "unknown" not in line
+    run = train_run(tmp_path / "run", fake_data)
+    proc = tinygan("evaluate", run, "--classifier", run)
+    assert proc.returncode == 1 and "this is a GAN run" in one_line(proc)
+
+
+# --- case 5: Ctrl-C in every script ------------------------------------------------------------
+def handler_installed(pid):
+    """Whether process ``pid`` catches SIGTERM (Linux /proc): tools/signals.DeferredInterrupt
+    is in place (Python itself catches only SIGINT)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True                 # no /proc: rely on ``ready`` alone
+    caught = int(next(l for l in status.splitlines() if l.startswith("SigCgt:")).split()[1], 16)
+    return bool(caught >> (signal.SIGTERM - 1) & 1)
+
+
+def interrupt(argv, ready, timeout=120, second=False, sig=signal.SIGINT):
+    """Start ``argv``, wait until ``ready(out_so_far)`` is true (or the file it names exists),
+    send ``sig`` (twice with ``second``), return (status, stdout, stderr)."""
+    proc = subprocess.Popen(argv, cwd=REPO, env=environment(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout
+    while not (handler_installed(proc.pid) and ready()) and proc.poll() is None \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(sig)
+    if second:
+        time.sleep(0.05)
+        proc.send_signal(sig)
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
+
+
+def test_classifier_ctrl_c_keeps_its_last_finished_epoch(tmp_path, fake_data):
+    clf = tmp_path / "clf"
+    status, out, err = interrupt(
+        [sys.executable, "examples/train_classifier.py", "--data-dir", str(fake_data),
+         "--split", "test", "--epochs", "500", "--hidden", "8", "--out", str(clf)],
+        lambda: (clf / "checkpoint.json").exists())
+    assert status == 0, err
+    assert err == "" and "Traceback" not in out
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("train_classifier.py: interrupted (SIGINT) in epoch ")
+    assert "is kept in" in last
+    meta = json.loads((clf / "checkpoint.json").read_text())["meta"]
+    epoch = int(last.split("in epoch ")[1].split(";")[0]) - 1
+    assert meta["epochs"] == epoch == len(meta["accuracy_per_epoch"]) >= 1
+    proc = example("train_classifier.py", "--data-dir", fake_data, "--out", clf,   # it loads
+                   "--score-gan", tmp_path / "none")
+    assert "no run directory or checkpoint" in one_line(proc)
+
+
+@pytest.mark.parametrize("script, argv, marker", [
+    ("toy_1d.py", ["--steps", "100000", "--out", "{tmp}/toy.png"], None),
+    ("modes_2d.py", ["--mixture", "ring", "--steps", "60", "--seeds", "200", "--hidden", "8",
+                     "--eval-samples", "100", "--table-dir", "{tmp}", "--image-dir", "{tmp}"],
+     "modes_2d_ring.md"),
+    ("gradient_field.py", ["--steps", "100000", "--out", "{tmp}"], None),
+])
+def test_every_example_stops_in_one_line(tmp_path, script, argv, marker):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    ready = (lambda: (tmp_path / marker).exists()) if marker else (lambda: True)
+    status, out, err = interrupt([sys.executable, f"examples/{script}", *argv], ready)
+    assert status == 0, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert out.strip().splitlines()[-1].startswith(f"{script}: interrupted (SIGINT)")
+    if marker:
+        assert "finished runs are in" in out and (tmp_path / marker).read_text().strip()
+
+
+def test_second_interrupt_is_one_line_and_130(tmp_path):
+    status, out, err = interrupt([sys.executable, "examples/toy_1d.py", "--steps", "100000",
+                                  "--out", str(tmp_path / "toy.png")],
+                                 lambda: True, second=True,
+                                 sig=signal.SIGTERM)
+    assert status in (0, 130), err          # the second may land after the first was handled
+    if status == 130:
+        assert one_line(subprocess.CompletedProcess([], 130, out, err)) == \
+            "toy_1d.py: stopped at once (interrupted); what was finished before is kept"
+    else:
+        assert "interrupted (SIGTERM)" in out
