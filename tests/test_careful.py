@@ -241,3 +241,32 @@ def test_second_interrupt_is_one_line_and_130(tmp_path):
             "toy_1d.py: stopped at once (interrupted); what was finished before is kept"
     else:
         assert "interrupted (SIGTERM)" in out
+
+
+# --- case 8: the suite in a clone without ../shared ----------------------------------------------
+def test_tests_needing_shared_skip_with_a_reason_without_it(tmp_path):
+    """The tests that use ../shared, run in a copy of the clone with nothing beside it."""
+    clone = tmp_path / "clone" / "tinygan"
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for name in filter(None, files):
+        if (REPO / name).is_file():
+            (clone / name).parent.mkdir(parents=True, exist_ok=True)
+            (clone / name).write_bytes((REPO / name).read_bytes())
+    tests = ["tests/test_cupy_emulation.py::test_gpu_check_end_to_end_on_the_emulation",
+             "tests/test_cupy_emulation.py::test_mnist_ctrl_c_on_cupy",
+             "tests/test_data.py::test_real_mnist_test_split",
+             "tests/test_careful.py::test_fashion_mnist_asked_mnist_found_is_one_line",
+             "tests/test_commands.py::test_train_sample_and_resume_from_the_checkpoint",
+             "tests/test_example_mnist.py::test_trains_on_real_mnist_and_resumes",
+             "tests/test_evaluate.py::test_float32_vs_float64_mnist"]
+    env = environment(PYTHONPATH=str(clone))
+    env.pop("TINYGAN_TEST_SHARED", None)
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+                           *tests], cwd=clone, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    summary = proc.stdout.strip().splitlines()[-1]
+    assert "failed" not in summary and "error" not in summary and "skipped" in summary, summary
+    assert "passed" not in summary, summary                   # each one skipped, with its reason
+    assert str(clone.parent / "shared") in proc.stdout

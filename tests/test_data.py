@@ -17,7 +17,7 @@ import pytest
 from tinygan.tools import data
 from tinygan.tools.data import DataError, find_file, load_mnist, read_idx, write_idx
 
-SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+from conftest import MNIST_DIR as SHARED_MNIST  # noqa: E402
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 TEST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 
