@@ -496,6 +496,18 @@ def test_all_mirrors_dead(env, remote, dead_mirror, serve):
     assert cache_listing() == []
 
 
+def test_download_failure_is_short_and_says_how_to_get_fashion_mnist(env, dead_mirror, serve):
+    # issue 24 case 14: ~600 characters on several lines ending "(data_dir=)", no apt-get
+    (env / "empty").mkdir()
+    for name, debian in (("mnist", False), ("fashion-mnist", True)):
+        with pytest.raises(DataError) as info:
+            load_mnist(name, "test", mirrors=[dead_mirror, serve(env / "empty")], progress=False)
+        msg = str(info.value)
+        assert "\n" not in msg and len(msg) < 500 and "(data_dir=)" not in msg
+        assert f"{dead_mirror}: " in msg and ": HTTP 404" in msg
+        assert ("apt-get install dataset-fashion-mnist" in msg) == debian
+
+
 def test_download_false_never_downloads(remote, serve):
     with pytest.raises(DataError, match="download=False"):
         load_mnist("mnist", "test", mirrors=[serve(remote)], download=False)

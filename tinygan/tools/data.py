@@ -18,6 +18,7 @@ import gzip
 import hashlib
 import json
 import os
+import urllib.error
 import urllib.request
 import zlib
 from http.client import HTTPException
@@ -343,9 +344,21 @@ def _where_to_put(name, data_dir=None):
     files = ", ".join(FILES if name in MNIST_SETS else CHECKSUMS.get(name, FILES))
     if data_dir is not None:
         return f"Put the files ({files}) in {data_dir}, or add --download."
-    return (f"Put the files by hand in {cache_dir(name)} ({files}), or in a "
-            "directory named by the TINYGAN_DATA environment variable or by --data-dir "
-            "(data_dir=).")
+    debian = (" On Debian or Ubuntu: apt-get install dataset-fashion-mnist."
+              if name == "fashion-mnist" else "")
+    return (f"Put the files ({files}) in {cache_dir(name)}, $TINYGAN_DATA or a --data-dir."
+            + debian)
+
+
+def _why(exc):
+    """A download failure in a few words: 'HTTP 404', 'Name or service not known', ..."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code}"
+    reason = getattr(exc, "reason", None)
+    if isinstance(reason, OSError):
+        return reason.strerror or str(reason)
+    text = str(reason if reason is not None else exc) or type(exc).__name__
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def _progress_bar(total, desc):
@@ -403,14 +416,14 @@ def download_file(name, filename, mirrors=None, progress=True):
             _fetch(url, dest, md5, progress)
             return dest
         except (DataError, OSError, HTTPException, ValueError) as exc:
-            failures.append(f"  {url}: {exc}")
+            failures.append(f"{mirror}: {_why(exc)}")
     for d in created:                  # leave no empty cache directory behind
         try:
             d.rmdir()
         except OSError:
             break
-    raise DataError(f"could not download {filename} for {name}; every mirror failed:\n"
-                    + "\n".join(failures or ["  (no mirrors given)"]) + "\n" + _where_to_put(name))
+    raise DataError(f"could not download {filename} for {name} ("
+                    + ("; ".join(failures) or "no mirrors given") + "). " + _where_to_put(name))
 
 
 def load_mnist(name="mnist", split="train", data_dir=None, download=None, mirrors=None,
