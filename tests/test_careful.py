@@ -270,3 +270,34 @@ def test_tests_needing_shared_skip_with_a_reason_without_it(tmp_path):
     assert "failed" not in summary and "error" not in summary and "skipped" in summary, summary
     assert "passed" not in summary, summary                   # each one skipped, with its reason
     assert str(clone.parent / "shared") in proc.stdout
+
+
+# --- case 15: sample's output files ------------------------------------------------------------
+def test_sample_output_paths_are_checked_alike(tmp_path, fake_data):
+    run = train_run(tmp_path / "run", fake_data)
+    for flag, name, fragment in (("--png", "nodir/x.png", "does not exist"),
+                                 ("--npy", "nodir/x.npy", "does not exist"),
+                                 ("--npy", "x.txt", "ending in .npy"),
+                                 ("--png", "x.jpg", "ending in .png")):
+        proc = tinygan("sample", run, "--n", "2", flag, tmp_path / name)
+        assert proc.returncode == 1 and fragment in one_line(proc), (flag, name, proc.stderr)
+    assert not (tmp_path / "nodir").exists() and not (tmp_path / "x.txt").exists()
+    proc = tinygan("sample", run, "--n", "2", "--npy", tmp_path / "x.npy")
+    assert proc.returncode == 0 and np.load(tmp_path / "x.npy").shape == (2, 784)
+
+
+# --- case 16: --no-progress keeps the plain lines; no carriage returns in a log ---------------
+def test_no_progress_keeps_the_plain_lines(capsys):
+    from tinygan.tools.train import ProgressReporter
+    rep = ProgressReporter(enabled=False, tty=True, every_s=0)
+    rep.start_epoch(1, 2, 10)
+    rep.interval({"d_loss": 1.0, "g_loss": 2.0, "d_real": 0.5, "d_fake": 0.5}, 2, 100.0)
+    assert rep.bar is None
+    assert capsys.readouterr().out.startswith("  epoch 1/2 step 2/10 (20%)")
+
+
+def test_evaluate_writes_no_carriage_returns_into_a_log(tmp_path, fake_data):
+    run = train_run(tmp_path / "run", fake_data)
+    proc = tinygan("evaluate", run, "--data-dir", fake_data, "--samples", "100")
+    assert proc.returncode == 0, proc.stderr
+    assert "\r" not in proc.stderr and "\r" not in proc.stdout

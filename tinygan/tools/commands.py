@@ -150,7 +150,8 @@ def train_parser(spec=SPECS["mnist"]):
                    help="D's maxout units (default: the paper's, 240 MNIST / 1600 "
                         f"CIFAR-10{resumed})")
     p.add_argument("--no-progress", action="store_true",
-                   help="no progress bar (plain log lines are printed when not on a terminal)")
+                   help="no progress bar: a plain line every 30 s instead, as in a log file "
+                        "(the bar is drawn only on a terminal)")
     p.add_argument("--cuda-graph", action="store_true",
                    help="with --backend cupy: capture the training step once as a CUDA graph "
                         "and replay it (fewer launches; tinygan/tools/cuda_graph.py)")
@@ -294,6 +295,19 @@ def train(argv=None, spec=SPECS["mnist"]):
 
 
 # --- sample ------------------------------------------------------------------------------------
+def check_output_file(path, suffix, flag):
+    """An output file a user named: it ends in ``suffix`` and its directory exists (nothing is
+    created on a typo's behalf). ConfigError otherwise; None passes."""
+    if path is None:
+        return
+    path = Path(path)
+    if path.suffix.lower() != suffix:
+        raise ConfigError(f"{flag} {path}: give a path ending in {suffix}")
+    if not path.parent.is_dir():
+        raise ConfigError(f"{flag} {path}: directory {path.parent} does not exist (create it "
+                          "first)")
+
+
 def sample(argv=None, prog="tinygan sample"):
     """N samples of a trained G: a PNG grid and/or an .npy array."""
     p = Parser(prog=prog, description="Draw samples from a trained generator: a PNG grid and/or "
@@ -317,6 +331,8 @@ def sample(argv=None, prog="tinygan sample"):
         from .files import atomic_write
         from .plot import save_sample_grid
         from .train import IMAGE_SHAPES, load_run, sample_images
+        for path, suffix in ((args.png, ".png"), (args.npy, ".npy")):
+            check_output_file(path, suffix, "--" + suffix[1:])
         be = get_backend(args.backend, seed=args.seed)
         gan, cfg, meta = load_run(args.run, be)
         images = sample_images(gan, args.n)

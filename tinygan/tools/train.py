@@ -264,8 +264,8 @@ class ProgressReporter:
     """What a person watching the run sees. On a terminal: a progress bar per epoch (tqdm) with
     the losses and the speed at each logging interval. Elsewhere (a log file, a pipe, a batch
     job): a plain line at most every ``every_s`` seconds instead of tqdm's carriage returns.
-    Always one line per epoch, ``epoch 3/100: ...`` with the time left. ``enabled=False``: the
-    epoch lines only."""
+    Always one line per epoch, ``epoch 3/100: ...`` with the time left. ``enabled=False``
+    (--no-progress): no bar; the plain lines instead, on a terminal too."""
 
     def __init__(self, enabled=True, tty=None, every_s=30.0):
         self.enabled = enabled
@@ -295,7 +295,7 @@ class ProgressReporter:
                                  Dx=f"{host['d_real']:.2f}", DGz=f"{host['d_fake']:.2f}",
                                  samples_s=f"{samples_per_s:.0f}", refresh=False)
             self.bar.update(steps)
-        elif self.enabled and not self.tty and self._done < self._total:
+        elif self._done < self._total:          # no bar: --no-progress, or not a terminal
             now = time.perf_counter()
             if now - self._last_line >= self.every_s:
                 self._last_line = now
