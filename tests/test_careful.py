@@ -304,3 +304,20 @@ def test_evaluate_writes_no_carriage_returns_into_a_log(tmp_path, fake_data):
     assert proc.returncode == 0, proc.stderr
     assert b"log-likelihood" in proc.stdout
     assert b"\r" not in proc.stderr and b"\r" not in proc.stdout
+
+
+# --- case 13: gradcheck names the code that computes a gradient; the notes link it ---------------
+def test_gradcheck_names_the_fused_kernel_and_the_notes_link_it():
+    proc = tinygan("gradcheck", "--layer", "maxout")
+    assert proc.returncode == 0, proc.stderr
+    assert "code: Maxout.backward in tinygan/layers.py, via maxout_backward in " in proc.stdout
+    from tinygan.tools.gradcheck_cli import LAYER_CHECKS, code_location
+    from tinygan.losses import discriminator_loss, generator_loss
+    import re
+    doc = (REPO / "docs" / "gradients.md").read_text()
+    places = [c.code for c in LAYER_CHECKS.values()] + [code_location(discriminator_loss),
+                                                        code_location(generator_loss)]
+    fused = {m for code in places for m in re.findall(r"via (\w+) in (\S+?\.py)", code)}
+    assert fused, places
+    for name, path in fused:
+        assert f"[`{name}`](../{path}#L" in doc, (name, path)
