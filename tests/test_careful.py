@@ -321,3 +321,16 @@ def test_gradcheck_names_the_fused_kernel_and_the_notes_link_it():
     assert fused, places
     for name, path in fused:
         assert f"[`{name}`](../{path}#L" in doc, (name, path)
+
+
+# --- case 17: help texts are plain text and point at what exists -----------------------------
+def test_help_texts_have_no_markup_and_name_existing_notes(monkeypatch):
+    from test_commands import every_parser
+    import re
+    for parser in every_parser():
+        text = parser.format_help()
+        assert not re.search(r":(func|class|meth|mod):`|``", text), (parser.prog, text)
+    from tinygan.tools import gradcheck_cli
+    assert Path(gradcheck_cli.notes_location()).is_file()              # in a clone: its path
+    monkeypatch.setattr(gradcheck_cli.os.path, "isfile", lambda p: False)   # installed: no docs/
+    assert "source repository" in gradcheck_cli.notes_location()

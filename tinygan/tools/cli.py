@@ -6,6 +6,7 @@ one line (and exits with status 2), as every tinygan command does for bad usage.
 
 import argparse
 import math
+import re
 import sys
 import warnings
 
@@ -30,6 +31,11 @@ class Parser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", DefaultsFormatter)
         super().__init__(*args, **kwargs)
 
+    def format_help(self):
+        """argparse's help, with the docstrings' reStructuredText roles (``:func:`main```) and
+        double backquotes made plain text: a help screen is read, not rendered."""
+        return plain_text(super().format_help())
+
     def parse_args(self, args=None, namespace=None):
         """argparse's, and from then on a warning prints as one line, ``prog: warning: ...``
         (not Python's file, line and source line): :func:`one_line_warnings`."""
@@ -38,6 +44,13 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def plain_text(text):
+    """``text`` without reStructuredText markup: ``:func:`main``` -> ``main``, double
+    backquotes -> none."""
+    text = re.sub(r":(?:func|class|meth|mod|attr|data|obj|exc):`~?([^`]+)`", r"\1", text)
+    return text.replace("``", "")
 
 
 def _number(text, kind, convert, ok):

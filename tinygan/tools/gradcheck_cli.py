@@ -103,6 +103,17 @@ def code_location(func):
     return where + "".join(f", via {c}" for c in called)
 
 
+def notes_location():
+    """Where docs/gradients.md is: its path in this clone, or (an installed package carries no
+    docs/) the source repository's."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(tinygan.__file__)))
+    notes = os.path.join(root, "docs", "gradients.md")
+    if os.path.isfile(notes):
+        return notes
+    return ("docs/gradients.md in tinygan's source repository (an installed package does not "
+            "carry docs/)")
+
+
 Section = namedtuple("Section", "title detail code rows")
 """One table of the command: a short title, what exactly was checked, where the code is, rows."""
 
@@ -429,7 +440,7 @@ def _parser(prog="python -m tinygan.gradcheck"):
                     "gradients, relative error |a - n| / (|a| + |n|), pass/FAIL, and which check "
                     "(every coordinate, or random directions). Exit status 0 when every row "
                     "passes, 1 when any fails, 2 on a usage error.",
-        epilog="Derivations of every gradient: docs/gradients.md.")
+        epilog=f"Derivations of every gradient: {notes_location()}.")
     p.add_argument("--layer", metavar="NAME",
                    help="run one item only (case-insensitive; default: all): "
                         + ", ".join(check_items()))
