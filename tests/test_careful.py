@@ -334,3 +334,56 @@ def test_help_texts_have_no_markup_and_name_existing_notes(monkeypatch):
     assert Path(gradcheck_cli.notes_location()).is_file()              # in a clone: its path
     monkeypatch.setattr(gradcheck_cli.os.path, "isfile", lambda p: False)   # installed: no docs/
     assert "source repository" in gradcheck_cli.notes_location()
+
+
+# --- case 18: figures of a short run read plainly ------------------------------------------------
+def short_run_rows(n=5):
+    rows = []
+    for i in range(n):
+        rows.append({"epoch": (i + 1) / n, "step": i + 1, "saturated_fraction": 0.1,
+                     "grad_x_nonsaturating": 1.0 + 1e-5 * i, "grad_x_minimax": 1.0 - 2e-5 * i,
+                     "grad_ratio": 1.00005 - 6e-5 * i, "grad_G.0.W": 0.5 + 0.01 * i,
+                     "grad_G.2.W": 0.6, "grad_D.1.W": 0.7, "grad_x": 0.55})
+    return rows
+
+
+def drawn_figures(monkeypatch):
+    from tinygan.tools import gradflow
+    figures = []
+
+    class Recorded(gradflow.Figure):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            figures.append(self)
+    monkeypatch.setattr(gradflow, "Figure", Recorded)
+    return gradflow, figures
+
+
+def test_short_run_figures_have_plain_ratio_labels_and_whole_epochs(tmp_path, monkeypatch):
+    gradflow, figures = drawn_figures(monkeypatch)
+    rows = short_run_rows()
+    gradflow.save_saturation(rows, tmp_path / "saturation.png", "nonsaturating")
+    gradflow.save_gradient_flow(rows[-1:], tmp_path / "gradients.png", rows)
+    for fig in figures:
+        fig.canvas.draw()
+    sat, grads = figures
+    bottom = sat.axes[2]
+    labels = [t.get_text() for t in bottom.get_yticklabels() if t.get_text()]
+    assert labels and not any("10^" in t or "times" in t or "cdot" in t for t in labels), labels
+    for ax in [bottom, *grads.axes]:
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+    wide = [dict(r, grad_ratio=10.0 ** i) for i, r in enumerate(rows)]   # decades: log scale
+    gradflow.save_saturation(wide, tmp_path / "wide.png", "nonsaturating")
+    assert figures[-1].axes[2].get_yscale() == "log"
+
+
+def test_nearest_neighbour_pictures_carry_their_title(tmp_path):
+    from PIL import Image
+    from tinygan.tools.plot import save_nearest_neighbour_grid
+    rng = np.random.default_rng(0)
+    path = save_nearest_neighbour_grid(rng.random((4, 784)), rng.random((4, 784)),
+                                       tmp_path / "nn.png", ncol=2, title="left: G's sample, x")
+    assert Image.open(path).text.get("Title") == "left: G's sample, x"
+    shipped = Image.open(REPO / "docs" / "images" / "mnist_nearest_neighbours.png")
+    assert shipped.text.get("Title", "").startswith("left: G's sample, right (framed)")
