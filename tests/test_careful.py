@@ -387,3 +387,17 @@ def test_nearest_neighbour_pictures_carry_their_title(tmp_path):
     assert Image.open(path).text.get("Title") == "left: G's sample, x"
     shipped = Image.open(REPO / "docs" / "images" / "mnist_nearest_neighbours.png")
     assert shipped.text.get("Title", "").startswith("left: G's sample, right (framed)")
+
+
+@pytest.mark.parametrize("argv", [["gradcheck"], ["evaluate", "{run}", "--samples", "20000"]])
+def test_commands_without_partial_work_stop_in_one_line(tmp_path, fake_data, argv):
+    # nothing finished to keep: SIGTERM (as Ctrl-C) stops at once, one line, status 130
+    if "{run}" in argv:
+        run = train_run(tmp_path / "run", fake_data)
+        argv = [str(run) if a == "{run}" else a for a in argv]
+    status, out, err = interrupt([sys.executable, "-m", "tinygan", *argv], lambda: True,
+                                 sig=signal.SIGTERM)
+    assert status == 130
+    assert err.strip().splitlines()[-1] == (f"tinygan {argv[0]}: stopped at once (interrupted); "
+                                            "what was finished before is kept")
+    assert "Traceback" not in err

@@ -288,7 +288,7 @@ def train(argv=None, spec=SPECS["mnist"]):
     except (TinyGANError, OSError) as exc:
         return report_error(prog, exc)
     except KeyboardInterrupt:           # a second Ctrl-C: stopped at once, in one line
-        print(printable(f"{prog}: stopped at once by a second interrupt; the last checkpoint "
+        print(printable(f"{prog}: stopped at once (interrupted); the last checkpoint "
                         f"written in {args.out} is kept"), file=sys.stderr)
         return 130
     return 0
@@ -407,11 +407,8 @@ def main(argv=None):
         print(f"tinygan: error: unknown command {argv[0]!r}: choose one of "
               f"{', '.join(COMMANDS)} (see tinygan --help)", file=sys.stderr)
         return 2
-    try:
-        return command[0](argv[1:]) or 0
-    except KeyboardInterrupt:          # a second Ctrl-C, or one outside the training loop
-        print("tinygan: interrupted", file=sys.stderr)
-        return 130
+    from .signals import run_main        # Ctrl-C or SIGTERM outside the training loop: 130
+    return run_main(command[0], f"tinygan {argv[0]}", argv[1:])
 
 
 def console_main():

@@ -47,12 +47,24 @@ class DeferredInterrupt:
         return False
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt
+
+
 def run_main(main, prog, argv=None):
-    """``main(argv)``'s exit status; a KeyboardInterrupt that escapes it (a second Ctrl-C, or
-    one before the work installed its handler) is one line on stderr and status 130."""
+    """``main(argv)``'s exit status. Outside the work's DeferredInterrupt (loading, drawing, a
+    command with nothing partial to keep) SIGTERM stops at once like Ctrl-C; a
+    KeyboardInterrupt that escapes ``main`` (that, or a second signal) is one line on stderr
+    and status 130."""
+    old = None
+    if threading.current_thread() is threading.main_thread():
+        old = signal.signal(signal.SIGTERM, _terminate)
     try:
         return main(argv) or 0
     except KeyboardInterrupt:
         print(f"{prog}: stopped at once (interrupted); what was finished before is kept",
               file=sys.stderr, flush=True)
         return SECOND_INTERRUPT
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
