@@ -2,7 +2,6 @@
 Frechet distance against hand-computed values, and the Frechet distance on real MNIST."""
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest

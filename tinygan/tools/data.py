@@ -238,7 +238,8 @@ def _verified_cache():
 def file_digests(path):
     """``{"md5": of the file, "content_md5": of its IDX bytes or None}`` for ``path``, cached in
     ``$XDG_CACHE_HOME/tinygan/verified.json`` by real path, size and mtime (a second look costs
-    a stat; files under CACHE_MIN_BYTES are hashed each time, as fast). The content md5 is computed only when the file's own md5 is no published one."""
+    a stat; files under CACHE_MIN_BYTES are hashed each time, as fast). The content md5 is
+    computed only when the file's own md5 is no published one."""
     path = Path(path)
     key = os.path.realpath(path)
     st = path.stat()

@@ -133,8 +133,9 @@ def _save_rgb(rgb, path, title=None, scale=1):
     """Write an (H, W, 3) float image in [0, 1] as a PNG, each pixel a scale x scale block.
 
     Without a title the PNG is exactly (H*scale, W*scale) pixels. With one, a white band of
-    _TITLE_PX pixels above holds the title (also the PNG's "Title" text chunk), and the figure is widened (image centred) when the
-    title needs more room; the image is placed unresampled (``Figure.figimage``).
+    _TITLE_PX pixels above holds the title (also the PNG's "Title" text chunk), and the
+    figure is widened (image centred) when the title needs more room; the image is placed
+    unresampled (``Figure.figimage``).
     """
     _check_png(path)
     scale = check_int("scale", scale)
