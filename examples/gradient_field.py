@@ -219,6 +219,9 @@ def main(argv=None):
         real_host = real.to_numpy(sample_mixture(args.mix, 400, real))
         runs = {}
         with DeferredInterrupt() as interrupt:
+            print(f"gradient_field.py: training with each objective ({', '.join(OBJECTIVES)}), "
+                  f"{args.steps} steps; Ctrl-C draws the frames both reached", file=sys.stderr,
+                  flush=True)
             for objective in OBJECTIVES:
                 t = time.perf_counter()
                 runs[objective] = train(objective, args, set(marks), plane, real_host,

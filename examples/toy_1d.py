@@ -333,6 +333,8 @@ def main(argv=None):
     try:
         from tinygan.tools.threads import blas_threads
         with blas_threads(1), DeferredInterrupt() as interrupt:   # tiny MLPs: one BLAS thread
+            print(f"toy_1d.py: training for panels (a)-(d), {args.steps} steps in (d); Ctrl-C "
+                  "draws the finished ones", file=sys.stderr, flush=True)
             panels, grid = run(args, stop=lambda: interrupt.requested)
             path = draw(panels, grid, args.out) if panels else None
     except (TinyGANError, OSError) as exc:

@@ -55,13 +55,17 @@ def run_main(main, prog, argv=None):
     """``main(argv)``'s exit status. Outside the work's DeferredInterrupt (loading, drawing, a
     command with nothing partial to keep) SIGTERM stops at once like Ctrl-C; a
     KeyboardInterrupt that escapes ``main`` (that, or a second signal) is one line on stderr
-    and status 130."""
+    and status 130, after which further signals are ignored (the process is ending)."""
     old = None
     if threading.current_thread() is threading.main_thread():
         old = signal.signal(signal.SIGTERM, _terminate)
     try:
         return main(argv) or 0
     except KeyboardInterrupt:
+        if old is not None:          # the process is ending: a further signal changes nothing
+            for s in DeferredInterrupt.SIGNALS:
+                signal.signal(s, signal.SIG_IGN)
+            old = None
         print(f"{prog}: stopped at once (interrupted); what was finished before is kept",
               file=sys.stderr, flush=True)
         return SECOND_INTERRUPT
