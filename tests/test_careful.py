@@ -242,10 +242,13 @@ def test_second_interrupt_is_one_line_and_130(tmp_path):
                                   "--out", str(tmp_path / "toy.png")],
                                  lambda err: "toy_1d.py: training" in err, second=True,
                                  sig=signal.SIGTERM)
-    assert status == 130, (out, err)
-    assert err.strip().splitlines()[-1] == \
-        "toy_1d.py: stopped at once (interrupted); what was finished before is kept"
+    assert status in (0, 130), (out, err)   # 0: the first had ended the work before the second
     assert "Traceback" not in err
+    if status == 130:
+        assert err.strip().splitlines()[-1] == \
+            "toy_1d.py: stopped at once (interrupted); what was finished before is kept"
+    else:
+        assert out.strip().splitlines()[-1].startswith("toy_1d.py: interrupted (SIGTERM)")
 
 
 # --- case 8: the suite in a clone without ../shared ----------------------------------------------

@@ -392,8 +392,8 @@ def usage():
     return "\n".join(lines)
 
 
-def main(argv=None):
-    """``tinygan COMMAND ...``; returns the exit status."""
+def main(argv=None, exiting=False):
+    """``tinygan COMMAND ...``; returns the exit status (``exiting``: signals.run_main's)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
@@ -408,13 +408,13 @@ def main(argv=None):
               f"{', '.join(COMMANDS)} (see tinygan --help)", file=sys.stderr)
         return 2
     from .signals import run_main        # Ctrl-C or SIGTERM outside the training loop: 130
-    return run_main(command[0], f"tinygan {argv[0]}", argv[1:])
+    return run_main(command[0], f"tinygan {argv[0]}", argv[1:], exiting=exiting)
 
 
 def console_main():
     """The ``tinygan`` console script."""
-    sys.exit(main())
+    sys.exit(main(exiting=True))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(exiting=True))

@@ -18,6 +18,7 @@ import sys
 import threading
 
 SECOND_INTERRUPT = 130        # the shell's status for a process ended by SIGINT
+_stopping = False             # a DeferredInterrupt was asked to stop: the process is ending
 
 
 class DeferredInterrupt:
@@ -36,9 +37,10 @@ class DeferredInterrupt:
         return self
 
     def _handler(self, signum, frame):
+        global _stopping
         if self.requested:
             raise KeyboardInterrupt
-        self.requested = True
+        self.requested = _stopping = True
         self.signal_name = signal.Signals(signum).name
 
     def __exit__(self, *exc):
@@ -51,24 +53,38 @@ def _terminate(signum, frame):
     raise KeyboardInterrupt
 
 
-def run_main(main, prog, argv=None):
+def run_main(main, prog, argv=None, exiting=True):
     """``main(argv)``'s exit status. Outside the work's DeferredInterrupt (loading, drawing, a
     command with nothing partial to keep) SIGTERM stops at once like Ctrl-C; a
     KeyboardInterrupt that escapes ``main`` (that, or a second signal) is one line on stderr
-    and status 130, after which further signals are ignored (the process is ending)."""
+    and status 130. ``exiting`` (the process ends when ``main`` returns: a script's or the
+    console command's entry point): after a signal further ones are ignored, so none arrives
+    on the way out; ``exiting=False`` (called in-process) restores the handlers instead."""
+    global _stopping
+    _stopping = False
     old = None
     if threading.current_thread() is threading.main_thread():
         old = signal.signal(signal.SIGTERM, _terminate)
+    stopped = False
     try:
         return main(argv) or 0
     except KeyboardInterrupt:
-        if old is not None:          # the process is ending: a further signal changes nothing
-            for s in DeferredInterrupt.SIGNALS:
-                signal.signal(s, signal.SIG_IGN)
-            old = None
+        stopped = exiting
+        if exiting:
+            _ignore_signals(old)
         print(f"{prog}: stopped at once (interrupted); what was finished before is kept",
               file=sys.stderr, flush=True)
         return SECOND_INTERRUPT
     finally:
-        if old is not None:
+        if exiting and _stopping and not stopped:    # stopped by a first signal: ending
+            _ignore_signals(old)
+        elif old is not None and not stopped:
             signal.signal(signal.SIGTERM, old)
+
+
+def _ignore_signals(installed):
+    """A process that is ending after a signal ignores further ones (no second message, no
+    death by the default SIGTERM on the way out)."""
+    if installed is not None:
+        for s in DeferredInterrupt.SIGNALS:
+            signal.signal(s, signal.SIG_IGN)
