@@ -33,4 +33,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from tinygan.tools.signals import run_main
+    sys.exit(run_main(main, "cifar10.py"))

@@ -15,4 +15,5 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a chec
 from tinygan.tools.evaluate_cli import interpolation, main, protocol  # noqa: E402,F401
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from tinygan.tools.signals import run_main
+    sys.exit(run_main(main, "evaluate.py"))

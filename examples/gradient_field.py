@@ -43,6 +43,7 @@ from tinygan.tools.cli import (Parser, non_negative_int, positive_float, positiv
 from tinygan.tools.files import atomic_write  # noqa: E402
 from tinygan.tools.gradflow import generator_field  # noqa: E402
 from tinygan.tools.metrics import MIXTURES, sample_mixture  # noqa: E402
+from tinygan.tools.signals import DeferredInterrupt, run_main  # noqa: E402
 
 OBJECTIVES = ("nonsaturating", "minimax")
 LABELS = {"nonsaturating": "non-saturating: G minimises -log D(G(z))",
@@ -98,15 +99,20 @@ def snapshot(gan, objective, z, plane, real_host):
             "d_plane": be.to_numpy(d_plane), "real": real_host}
 
 
-def train(objective, args, marks, plane, real_host):
-    """One run; returns {step: frame} at the steps in ``marks``."""
+def train(objective, args, marks, plane, real_host, stop=lambda: False):
+    """One run; returns {step: frame} at the steps in ``marks`` (those reached before
+    ``stop()``, Ctrl-C, said to stop)."""
     gan = make_gan(objective, args)
     be = gan.backend
     z = gan.sample_noise(args.arrows)
-    for _ in range(args.d_head_start):           # D alone first: "early in learning"
-        gan.discriminator_step(sample_mixture(args.mix, args.batch_size, be))
     frames = {}
+    for _ in range(args.d_head_start):           # D alone first: "early in learning"
+        if stop():
+            return frames
+        gan.discriminator_step(sample_mixture(args.mix, args.batch_size, be))
     for step in range(0, args.steps + 1):
+        if stop():
+            return frames
         if step:
             gan.train_step(sample_mixture(args.mix, args.batch_size, be))
         if step in marks:
@@ -210,11 +216,25 @@ def main(argv=None):
         real = get_backend("numpy", seed=args.seed + 1, verbose=False)
         real_host = real.to_numpy(sample_mixture(args.mix, 400, real))
         runs = {}
-        for objective in OBJECTIVES:
-            t = time.perf_counter()
-            runs[objective] = train(objective, args, set(marks), plane, real_host)
-            print(f"{objective}: {args.steps} steps ({time.perf_counter() - t:.1f} s)",
-                  file=sys.stderr, flush=True)
+        with DeferredInterrupt() as interrupt:
+            print(f"gradient_field.py: training with each objective ({', '.join(OBJECTIVES)}), "
+                  f"{args.steps} steps; Ctrl-C draws the frames both reached", file=sys.stderr,
+                  flush=True)
+            for objective in OBJECTIVES:
+                t = time.perf_counter()
+                runs[objective] = train(objective, args, set(marks), plane, real_host,
+                                        stop=lambda: interrupt.requested)
+                if interrupt.requested:
+                    break
+                print(f"{objective}: {args.steps} steps ({time.perf_counter() - t:.1f} s)",
+                      file=sys.stderr, flush=True)
+        if interrupt.requested:         # the frames both objectives reached are finished
+            marks = sorted(set(marks).intersection(*runs.values())) \
+                if len(runs) == len(OBJECTIVES) else []
+            if not marks:
+                print(f"gradient_field.py: interrupted ({interrupt.signal_name}) before both "
+                      "objectives had a frame: nothing written", flush=True)
+                return 0
         drawing = Drawing(args, lim, arrow_scale(runs, lim))
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -222,10 +242,14 @@ def main(argv=None):
         gif = save_gif(runs, marks, drawing, out / "gradient_field.gif", args.fps)
         print(f"wrote {still} and {gif} ({gif.stat().st_size / 1e6:.2f} MB, "
               f"{time.perf_counter() - start:.0f} s)", file=sys.stderr)
+        if interrupt.requested:
+            print(f"gradient_field.py: interrupted ({interrupt.signal_name}); the pictures hold "
+                  f"the {len(marks)} frames both objectives reached (to step {marks[-1]})",
+                  flush=True)
     except (TinyGANError, OSError) as exc:
         return report_error("gradient_field.py", exc)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "gradient_field.py"))

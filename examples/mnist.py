@@ -41,4 +41,5 @@ def main(argv=None, spec=MNIST):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from tinygan.tools.signals import run_main
+    sys.exit(run_main(main, "mnist.py"))

@@ -45,6 +45,7 @@ from tinygan.errors import TinyGANError  # noqa: E402
 from tinygan.tools.plot import atomic_write  # noqa: E402
 from tinygan.tools.metrics import MIXTURES, mode_metrics, sample_mixture  # noqa: E402
 from tinygan.fast import GAN, Adam, mlp  # noqa: E402
+from tinygan.tools.signals import DeferredInterrupt, run_main  # noqa: E402
 
 # (objective, schedule, k), in the table's and the picture's order
 SETTINGS = [
@@ -85,8 +86,9 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def run_one(mixture, objective, schedule, k, seed, args):
-    """Train one GAN; returns [(step, metrics dict, host samples (n, 2) or None)]."""
+def run_one(mixture, objective, schedule, k, seed, args, stop=lambda: False):
+    """Train one GAN; returns [(step, metrics dict, host samples (n, 2) or None)], or None when
+    ``stop()`` (Ctrl-C) said to stop before the run finished."""
     be = get_backend(args.backend, seed=seed, verbose=False)
     h = args.hidden
     G = mlp([args.noise_dim, h, h, 2], backend=be)
@@ -100,6 +102,8 @@ def run_one(mixture, objective, schedule, k, seed, args):
                     for i in range(args.checkpoints)})
     out = []
     for step in range(1, args.steps + 1):
+        if stop():
+            return None
         gan.train_step(sample_mixture(mixture, args.batch_size * k, be))
         if step in marks:
             samples = be.to_numpy(gan.sample(args.eval_samples))
@@ -210,7 +214,11 @@ def write_table(name, mixture, results, args):
     return path, table
 
 
-def run_mixture(name, args):
+def run_mixture(name, args, interrupt=None):
+    """Every setting and seed on mixture ``name``: the table after every run, the picture at
+    the end. After a Ctrl-C (``interrupt.requested``) the unfinished run is dropped, the table
+    holds the finished ones, no picture is drawn (it needs every setting); returns None."""
+    stop = (lambda: interrupt.requested) if interrupt is not None else (lambda: False)
     mixture = MIXTURES[name]()
     args = argparse.Namespace(**vars(args))
     for key, value in DEFAULTS[name].items():
@@ -222,7 +230,14 @@ def run_mixture(name, args):
         results[setting] = []
         for seed in range(args.seeds):
             t = time.perf_counter()
-            history = run_one(mixture, *setting, seed, args)
+            history = run_one(mixture, *setting, seed, args, stop=stop)
+            if history is None:
+                done = sum(len(v) for v in results.values())
+                print(f"modes_2d.py: interrupted ({interrupt.signal_name}) in {name} "
+                      f"{'/'.join(map(str, setting))} seed {seed}; the {done} finished runs "
+                      f"are in {Path(args.table_dir) / f'modes_2d_{name}.md'}, no picture drawn",
+                      flush=True)
+                return None
             secs = time.perf_counter() - t
             results[setting].append({"seed": seed, "history": history, "seconds": secs})
             write_table(name, mixture, results, args)        # what has finished, kept now
@@ -246,13 +261,15 @@ def main(argv=None):
     gemm = mlp_gemm([args.noise_dim, args.hidden, args.hidden, 2], 5 * args.batch_size)
     try:
         # small MLPs: one BLAS thread (tools/threads.py); numbers then do not hang on the count
-        with blas_threads(threads_for(gemm) if args.backend == "numpy" else None):
+        with blas_threads(threads_for(gemm) if args.backend == "numpy" else None), \
+                DeferredInterrupt() as interrupt:
             for name in (("ring", "grid") if args.mixture == "both" else (args.mixture,)):
-                run_mixture(name, args)
+                if run_mixture(name, args, interrupt) is None:
+                    break
     except TinyGANError as exc:
         return report_error("modes_2d.py", exc)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "modes_2d.py"))

@@ -54,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a chec
 
 from tinygan.tools.cli import report_error  # noqa: E402
 from tinygan.tools.files import atomic_write  # noqa: E402
+from tinygan.tools.signals import DeferredInterrupt, run_main  # noqa: E402
 from tinygan.backend import BACKENDS, get_backend  # noqa: E402
 from tinygan.errors import TinyGANError  # noqa: E402
 from tinygan.fast import GAN, SGD, Adam, mlp  # noqa: E402
@@ -229,7 +230,9 @@ def snapshot(gan, title, grid, edges):
                 mean=float((centres * pg).sum() / pg.sum()))
 
 
-def run(args):
+def run(args, stop=lambda: False):
+    """The four panels (a)-(d); ``stop()`` (Ctrl-C) is asked between steps: the panels finished
+    by then are returned."""
     be = get_backend(args.backend, seed=args.seed)
     G = start_generator(be)
     D = mlp([1, 32, 32, 1], activation="leaky_relu", backend=be)
@@ -243,10 +246,14 @@ def run(args):
     panels = []
 
     for _ in range(PARTIAL_D_STEPS):                       # (a) D partly trained
+        if stop():
+            return panels, grid
         d_step(gan, sample_data(rng, BATCH, be))
     panels.append(snapshot(gan, "(a) near convergence, D partly trained", grid, edges))
 
     for t in range(OPTIMAL_D_STEPS):                       # (b) D to its optimum, G fixed
+        if stop():
+            return panels, grid
         d_opt.lr = LR * (1 - t / OPTIMAL_D_STEPS) + 1e-6
         d_step(gan, sample_data(rng, BATCH, be))
     panels.append(snapshot(gan, "(b) D trained to optimum, G fixed", grid, edges))
@@ -254,7 +261,11 @@ def run(args):
     g_step(gan, BATCH, SGD(G, lr=G_UPDATE_LR))   # (c) D fixed
     panels.append(snapshot(gan, "(c) after an update to G, D fixed", grid, edges))
 
+    if stop():
+        return panels, grid
     for t in range(args.steps):                            # (d) Algorithm 1, lr annealed to 0
+        if stop():
+            return panels, grid
         frac = 1 - t / args.steps
         d_opt.lr, g_opt.lr = LR * frac + 1e-6, G_LR * frac + 1e-7
         gan.train_step(sample_data(rng, BATCH * K, be))
@@ -267,7 +278,7 @@ def run(args):
 def draw(panels, grid, path):
     fig = Figure(figsize=(13.5, 3.9), dpi=110, facecolor="white")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, len(panels), sharey=True)
+    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
     pd_grid = p_data(grid)
     scale = 0.85 / pd_grid.max()            # densities drawn with p_data's peak at 0.85
     x_line, z_line = 0.0, -0.55
@@ -319,11 +330,18 @@ def main(argv=None):
     t0 = time.perf_counter()
     try:
         from tinygan.tools.threads import blas_threads
-        with blas_threads(1):               # tiny MLPs: one BLAS thread (tools/threads.py)
-            panels, grid = run(args)
-        path = draw(panels, grid, args.out)
+        with blas_threads(1), DeferredInterrupt() as interrupt:   # tiny MLPs: one BLAS thread
+            print(f"toy_1d.py: training for panels (a)-(d), {args.steps} steps in (d); Ctrl-C "
+                  "draws the finished ones", file=sys.stderr, flush=True)
+            panels, grid = run(args, stop=lambda: interrupt.requested)
+            path = draw(panels, grid, args.out) if panels else None
     except (TinyGANError, OSError) as exc:
         return report_error("toy_1d.py", exc)
+    if interrupt.requested:
+        kept = (f"the {len(panels)} finished panels are drawn in {path}" if panels
+                else "no panel was finished: nothing written")
+        print(f"toy_1d.py: interrupted ({interrupt.signal_name}); {kept}", flush=True)
+        return 0
     for p in panels:
         print(f"{p['title']:<42} JSD(p_data || p_g) = {p['jsd']:.4f}   E_m |D - D*| = "
               f"{p['gap']:.4f}   mean of p_g {p['mean']:+.3f} (data {DATA_MEAN:+.2f})")
@@ -332,4 +350,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "toy_1d.py"))

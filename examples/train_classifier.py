@@ -53,6 +53,7 @@ from tinygan.tools.commands import add_download_flags, download_setting  # noqa:
 from tinygan.tools.data import load_mnist  # noqa: E402
 from tinygan.errors import ConfigError, TinyGANError  # noqa: E402
 from tinygan.tools.metrics import sample_quality  # noqa: E402
+from tinygan.tools.signals import DeferredInterrupt, run_main  # noqa: E402
 
 OFFLINE_TRAIN = 8000        # --split test: train on test digits [0, 8000), report on [8000, 10000)
 
@@ -194,33 +195,40 @@ def _main(args):
         print(f"training on {what['train']}, reporting on {what['eval']}; "
               f"{clf.net.num_params:,} parameters, backend {be.name}", flush=True)
         start = time.perf_counter()
-        accuracies = []
+        accuracies, losses = [], []
+        out = Path(args.out)
 
-        def report(epoch, loss):
+        def report(epoch, loss):           # each finished epoch is saved: Ctrl-C keeps it
             acc = clf.accuracy(ex, ey)
             accuracies.append(acc)
+            losses.append(loss)
+            arrays = {f"net/{name}": be.to_numpy(p).copy() for name, p in clf.state().items()}
+            meta = {"kind": "tinygan.tools.classifier.Classifier", "architecture": clf.config,
+                    "dataset": args.dataset, "split": args.split, "limit": args.limit,
+                    "trained_on": what["train"],
+                    "evaluated_on": what["eval"], "accuracy": acc,
+                    "accuracy_per_epoch": accuracies, "loss_per_epoch": losses,
+                    "epochs": epoch, "batch_size": args.batch_size, "lr": args.lr,
+                    "lr_decay": args.lr_decay, "seed": args.seed, "backend": be.name,
+                    "tinygan_version": __version__}
+            save_checkpoint(out / "checkpoint", arrays, meta)
             print(f"epoch {epoch:3d}  loss {loss:.4f}  held-out accuracy {100 * acc:.2f}%  "
                   f"({time.perf_counter() - start:.0f} s)", flush=True)
-        losses = fit(clf, tx, ty, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                     lr_decay=args.lr_decay, callback=report)
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        arrays = {f"net/{name}": be.to_numpy(p).copy() for name, p in clf.state().items()}
-        meta = {"kind": "tinygan.tools.classifier.Classifier", "architecture": clf.config,
-                "dataset": args.dataset, "split": args.split, "limit": args.limit,
-                "trained_on": what["train"],
-                "evaluated_on": what["eval"], "accuracy": accuracies[-1],
-                "accuracy_per_epoch": accuracies, "loss_per_epoch": losses,
-                "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-                "lr_decay": args.lr_decay, "seed": args.seed, "backend": be.name,
-                "tinygan_version": __version__}
-        save_checkpoint(out / "checkpoint", arrays, meta)
+        with DeferredInterrupt() as interrupt:
+            fit(clf, tx, ty, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                lr_decay=args.lr_decay, callback=report, stop=lambda: interrupt.requested)
     except (TinyGANError, OSError) as exc:
         return report_error("train_classifier.py", exc)
+    if interrupt.requested:
+        kept = (f"the classifier of epoch {len(accuracies)} is kept in {out / 'checkpoint'}"
+                f".npz/.json" if accuracies else f"no epoch was finished: nothing written in {out}")
+        print(f"train_classifier.py: interrupted ({interrupt.signal_name}) in epoch "
+              f"{len(accuracies) + 1}; {kept}", flush=True)
+        return 0
     print(f"accuracy on {what['eval']}: {100 * accuracies[-1]:.2f}%; "
           f"wrote {out / 'checkpoint'}.npz/.json")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "train_classifier.py"))

@@ -16,7 +16,7 @@ from tinygan.gradcheck import check_array, check_module, max_error
 from tinygan.tools.gradcheck_cli import format_table
 
 REPO = Path(__file__).resolve().parents[1]
-MNIST_DIR = REPO.parent / "shared" / "data" / "mnist"
+from conftest import MNIST_DIR  # noqa: E402
 
 
 # --- softmax cross-entropy ----------------------------------------------------------------

@@ -315,6 +315,7 @@ def test_benchmark_counts_the_launches_of_one_step():
     assert all(site.startswith(os.path.join("tinygan", "")) for site in sites), sites
 
 
+@needs_mnist      # without ../shared, gpu_check trains on the default data: a download
 def test_gpu_check_end_to_end_on_the_emulation(tmp_path):
     proc = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh"), "--emulation", "14",
                            "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)

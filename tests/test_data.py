@@ -3,6 +3,7 @@
 import gzip
 import hashlib
 import http.server
+import os
 import socket
 import threading
 import time
@@ -16,7 +17,7 @@ import pytest
 from tinygan.tools import data
 from tinygan.tools.data import DataError, find_file, load_mnist, read_idx, write_idx
 
-SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+from conftest import MNIST_DIR as SHARED_MNIST  # noqa: E402
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 TEST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 
@@ -495,6 +496,18 @@ def test_all_mirrors_dead(env, remote, dead_mirror, serve):
     assert cache_listing() == []
 
 
+def test_download_failure_is_short_and_says_how_to_get_fashion_mnist(env, dead_mirror, serve):
+    # issue 24 case 14: ~600 characters on several lines ending "(data_dir=)", no apt-get
+    (env / "empty").mkdir()
+    for name, debian in (("mnist", False), ("fashion-mnist", True)):
+        with pytest.raises(DataError) as info:
+            load_mnist(name, "test", mirrors=[dead_mirror, serve(env / "empty")], progress=False)
+        msg = str(info.value)
+        assert "\n" not in msg and len(msg) < 500 and "(data_dir=)" not in msg
+        assert f"{dead_mirror}: " in msg and ": HTTP 404" in msg
+        assert ("apt-get install dataset-fashion-mnist" in msg) == debian
+
+
 def test_download_false_never_downloads(remote, serve):
     with pytest.raises(DataError, match="download=False"):
         load_mnist("mnist", "test", mirrors=[serve(remote)], download=False)
@@ -534,3 +547,87 @@ def test_real_fashion_mnist(env, monkeypatch):
     # Fashion-MNIST is balanced: 6,000 of each class in training, 1,000 in test
     assert (counts["train"] + counts["validation"] == 6000).all()
     assert (counts["test"] == 1000).all()
+
+
+# --------------------------------------------------------------------------- data identity
+# (issue 24 case 1: a --data-dir holding MNIST trained "fashion-mnist" on digits, silently)
+
+@pytest.fixture
+def strict(env, monkeypatch):
+    """The identity check as a user meets it: unknown files are refused."""
+    monkeypatch.delenv(data.UNVERIFIED_ENV, raising=False)
+    return env
+
+
+def fake_known(monkeypatch, directory, name):
+    """Make the pair in ``directory`` count as data set ``name``'s published t10k files."""
+    for f in TEST_FILES:
+        monkeypatch.setitem(data.CHECKSUMS[name], f, md5(directory / f))
+
+
+def test_files_of_another_data_set_are_named(strict, monkeypatch):
+    write_pair(strict / "d", n=7)
+    fake_known(monkeypatch, strict / "d", "fashion-mnist")
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte.gz is Fashion-MNIST's "
+                       r"t10k-images-idx3-ubyte \(by its md5\), not MNIST's t10k-images-idx3-ubyte"
+                       r" as asked: --dataset fashion-mnist"):
+        load_mnist("mnist", "test", data_dir=strict / "d")
+    x, _ = load_mnist("fashion-mnist", "test", data_dir=strict / "d")
+    assert x.shape == (7, 784)
+
+
+def test_identity_by_content_whatever_the_gzip(strict, monkeypatch):
+    # Debian re-gzips Fashion-MNIST: its .gz md5s are not Zalando's; the IDX bytes are
+    images = write_pair(strict / "d", n=5)
+    raw = strict / "raw"
+    raw.mkdir()
+    write_idx(raw / "t10k-images-idx3-ubyte", images)
+    write_idx(raw / "t10k-labels-idx1-ubyte", np.full(5, 3, np.uint8))
+    for f in TEST_FILES:
+        monkeypatch.setitem(data.CONTENT_CHECKSUMS["mnist"], f, md5(raw / f.removesuffix(".gz")))
+    for d in ("d", "raw"):
+        x, _ = load_mnist("mnist", "test", data_dir=strict / d)
+        assert x.shape == (5, 784)
+    with pytest.raises(DataError, match="is MNIST's t10k-images-idx3-ubyte"):
+        load_mnist("fashion-mnist", "test", data_dir=strict / "raw")
+
+
+def test_unknown_files_are_refused_unless_allowed(strict, monkeypatch):
+    write_pair(strict / "d", n=4)
+    with pytest.raises(DataError, match=r"matches no published MNIST file \(md5 [0-9a-f]{32}\), "
+                       r"so it is not MNIST's t10k-images.*TINYGAN_UNVERIFIED_DATA=1") as exc:
+        load_mnist("mnist", "test", data_dir=strict / "d")
+    assert "\n" not in str(exc.value)
+    monkeypatch.setenv(data.UNVERIFIED_ENV, "1")
+    assert load_mnist("mnist", "test", data_dir=strict / "d")[0].shape == (4, 784)
+
+
+def test_digests_are_cached_by_size_and_mtime(strict, monkeypatch):
+    n = data.CACHE_MIN_BYTES // 784 + 1                # large enough to be cached
+    images = (np.arange(n * 784) % 251).astype(np.uint8).reshape(n, 28, 28)
+    path = strict / "t10k-images-idx3-ubyte"
+    write_idx(path, images)
+    first = data.file_digests(path)
+    assert first["md5"] == md5(path) and (strict / "cache" / "tinygan" / "verified.json").is_file()
+    monkeypatch.setattr(data, "_md5_of", lambda *a, **k: pytest.fail("hashed again"))
+    assert data.file_digests(path) == first            # the second look costs a stat
+    os.utime(path, ns=(1, 1))                          # touched: hashed again
+    with pytest.raises(pytest.fail.Exception, match="hashed again"):
+        data.file_digests(path)
+
+
+@pytest.mark.skipif(not all((SHARED_MNIST / f).is_file() for f in TEST_FILES),
+                    reason=f"MNIST test files not found in {SHARED_MNIST}")
+def test_real_mnist_is_not_fashion_mnist(strict):
+    with pytest.raises(DataError, match=r"is MNIST's t10k-images-idx3-ubyte \(by its md5\), not "
+                                        r"Fashion-MNIST's"):
+        load_mnist("fashion-mnist", "test", data_dir=SHARED_MNIST)
+    assert load_mnist("mnist", "test", data_dir=SHARED_MNIST)[0].shape == (10000, 784)
+
+
+@pytest.mark.skipif(not all((DEBIAN_FASHION / f).is_file() for f in data.FILES),
+                    reason=f"Debian's dataset-fashion-mnist is not installed ({DEBIAN_FASHION})")
+def test_real_fashion_mnist_is_not_mnist(strict):
+    with pytest.raises(DataError, match=r"is Fashion-MNIST's t10k-images-idx3-ubyte \(by its "
+                                        r"md5\), not MNIST's"):
+        load_mnist("mnist", "test", data_dir=DEBIAN_FASHION)

@@ -17,8 +17,8 @@ from tinygan.tools.evaluate import (ParzenResult, mean_and_stderr, nearest_neigh
                               select_sigma)
 
 MODULE = Path(__file__).resolve().parents[1] / "tinygan" / "tools" / "evaluate.py"
-MNIST_T10K = (Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
-              / "t10k-images-idx3-ubyte.gz")
+from conftest import MNIST_DIR  # noqa: E402
+MNIST_T10K = MNIST_DIR / "t10k-images-idx3-ubyte.gz"
 
 
 @pytest.fixture(scope="module")

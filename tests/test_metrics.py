@@ -2,7 +2,6 @@
 Frechet distance against hand-computed values, and the Frechet distance on real MNIST."""
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ from tinygan.tools.metrics import (MetricError, class_histogram, classes_covered
                              inception_score, mode_metrics, ring_mixture, sample_mixture,
                              sample_quality)
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+from conftest import SHARED  # noqa: E402
 MNIST_DIR = SHARED / "data" / "mnist"
 
 

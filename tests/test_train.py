@@ -105,6 +105,31 @@ def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path):
         np.testing.assert_array_equal(after[k], good[k])
 
 
+def test_diagnostics_may_be_inf_or_nan_without_stopping_the_run(tmp_path, monkeypatch):
+    # issue 24 case 2: grad_ratio = inf (the non-saturating gradient underflowed) stopped a
+    # healthy run; only losses, parameters and gradients decide a divergence
+    import tinygan.tools.train as train_mod
+    real = train_mod.saturation
+
+    def odd(gan, z):
+        point = real(gan, z)
+        point["grad_x_nonsaturating"] = point["grad_x_nonsaturating"] * 0
+        point["saturated_fraction"] = point["saturated_fraction"] * np.nan
+        return point
+    monkeypatch.setattr(train_mod, "saturation", odd)
+    monkeypatch.setattr(train_mod, "gradient_ratio", lambda host: float("inf"))
+    t = Trainer(config(tmp_path, "diag"), images(), progress=False)
+    rows = t.run()
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert rows[-1]["grad_ratio"] == float("inf") and np.isnan(rows[-1]["saturated_fraction"])
+    with open(tmp_path / "diag" / "metrics.csv") as f:
+        logged = list(csv.DictReader(f))
+    assert float(logged[-1]["grad_ratio"]) == float("inf")
+    assert np.isnan(float(logged[-1]["saturated_fraction"]))
+    with pytest.raises(TrainingDiverged, match="d_loss=nan"):     # a loss still decides
+        t._check_finite({"d_loss": float("nan"), "grad_ratio": float("inf")})
+
+
 def test_refuses_to_save_nan_parameters(tmp_path):
     t = Trainer(config(tmp_path, "f"), images(), progress=False)
     t.gan.G.param_vector[3] = np.inf

@@ -51,6 +51,11 @@ _BAD_FILE = (OSError, EOFError, ValueError, KeyError, TypeError, IndexError,
              OverflowError, MemoryError, RecursionError, SyntaxError, tokenize.TokenError)
 
 
+class WrongKind(CheckpointError):
+    """A sound checkpoint of another kind than the caller's (a classifier given for a GAN run,
+    or the reverse): raised by a schema check, reported as it is, no fallback to prev."""
+
+
 def _base(path):
     """The checkpoint's path without a .npz/.json suffix."""
     path = os.fspath(path)
@@ -306,6 +311,8 @@ def _load_one(base, validate=None):
     if validate is not None:
         try:
             validate(arrays, meta)
+        except WrongKind as exc:
+            raise WrongKind(f"{base}: {exc}") from None
         except CheckpointError as exc:
             _fail(base, str(exc))
     return arrays, meta
@@ -319,7 +326,8 @@ def load_checkpoint(path, validate=None):
     try:
         return _load_one(base, validate)
     except CheckpointError as exc:
-        if "newer tinygan" in str(exc) or not os.path.exists(base + ".prev.json"):
+        if ("newer tinygan" in str(exc) or isinstance(exc, WrongKind)
+                or not os.path.exists(base + ".prev.json")):
             raise
         try:
             result = _load_one(base + ".prev", validate)
@@ -341,6 +349,10 @@ def checkpoint_path(path, hint="give the --out directory of the training run (or
     if path.is_dir():
         path = path / "checkpoint"
     if not checkpoint_exists(path):
+        if path.name == "checkpoint" and path.parent.is_dir():
+            raise CheckpointError(f"no run directory or checkpoint at {path}: {path.parent} "
+                                  "holds no checkpoint (a run that stopped before its first "
+                                  f"save?); {hint}")
         raise CheckpointError(f"no run directory or checkpoint at {path}: {hint}")
     return path
 

@@ -175,13 +175,15 @@ class Classifier:
 
 
 def fit(classifier, images, labels, epochs=15, batch_size=100, lr=1e-3, lr_decay=1.0,
-        optimizer=None, callback=None):
+        optimizer=None, callback=None, stop=None):
     """Train ``classifier`` with Adam(lr, beta1 = 0.9, beta2 = 0.999) on host or backend
     ``images`` (N, in_dim) and integer ``labels`` (N,), shuffled each epoch with the backend's
     rng; the learning rate is multiplied by ``lr_decay`` after each epoch. The last partial
     batch of an epoch is dropped. ``callback(epoch, mean_loss)`` (if given) runs after each
     epoch; the mean loss is a Python float (one host copy per epoch). Returns the list of
-    mean losses per epoch.
+    mean losses per epoch. ``stop()`` (if given) is asked before every step: True ends the
+    training there, the unfinished epoch left out of the history (and never passed to
+    ``callback``: the last callback saw the last finished epoch).
     """
     be = classifier.backend
     x = classifier._as_input(images)
@@ -205,6 +207,8 @@ def fit(classifier, images, labels, epochs=15, batch_size=100, lr=1e-3, lr_decay
         total = be.zeros(())
         steps = n // batch_size                 # drop the last partial batch
         for s in range(steps):
+            if stop is not None and stop():
+                return history                  # the unfinished epoch is dropped
             idx = order[s * batch_size:(s + 1) * batch_size]
             total += classifier.train_step(x[idx], y[idx], optimizer)
         mean = float(total) / steps

@@ -6,7 +6,9 @@ one line (and exits with status 2), as every tinygan command does for bad usage.
 
 import argparse
 import math
+import re
 import sys
+import warnings
 
 
 class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -29,8 +31,26 @@ class Parser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", DefaultsFormatter)
         super().__init__(*args, **kwargs)
 
+    def format_help(self):
+        """argparse's help, with the docstrings' reStructuredText roles (``:func:`main```) and
+        double backquotes made plain text: a help screen is read, not rendered."""
+        return plain_text(super().format_help())
+
+    def parse_args(self, args=None, namespace=None):
+        """argparse's, and from then on a warning prints as one line, ``prog: warning: ...``
+        (not Python's file, line and source line): :func:`one_line_warnings`."""
+        one_line_warnings(self.prog)
+        return super().parse_args(args, namespace)
+
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def plain_text(text):
+    """``text`` without reStructuredText markup: ``:func:`main``` -> ``main``, double
+    backquotes -> none."""
+    text = re.sub(r":(?:func|class|meth|mod|attr|data|obj|exc):`~?([^`]+)`", r"\1", text)
+    return text.replace("``", "")
 
 
 def _number(text, kind, convert, ok):
@@ -65,6 +85,19 @@ def printable(text, stream=None):
     becomes a backslash escape."""
     encoding = getattr(stream or sys.stderr, "encoding", None) or "utf-8"
     return str(text).encode(encoding, "backslashreplace").decode(encoding, "replace")
+
+
+def one_line_warnings(prog):
+    """Print every warning of this process as ``prog: warning: <message on one line>`` on
+    stderr (a checkpoint that fell back to its previous copy, a cut-off metrics line)."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        stream = file or sys.stderr
+        try:
+            print(printable(f"{prog}: warning: {' '.join(str(message).split())}", stream),
+                  file=stream, flush=True)
+        except (OSError, ValueError):
+            pass                    # stderr closed: nothing to tell
+    warnings.showwarning = show
 
 
 def report_error(prog, exc):

@@ -151,7 +151,8 @@ def train_parser(spec=SPECS["mnist"]):
                    help="D's maxout units (default: the paper's, 240 MNIST / 1600 "
                         f"CIFAR-10{resumed})")
     p.add_argument("--no-progress", action="store_true",
-                   help="no progress bar (plain log lines are printed when not on a terminal)")
+                   help="no progress bar: a plain line every 30 s instead, as in a log file "
+                        "(the bar is drawn only on a terminal)")
     p.add_argument("--cuda-graph", action="store_true",
                    help="with --backend cupy: capture the training step once as a CUDA graph "
                         "and replay it (fewer launches; tinygan/tools/cuda_graph.py)")
@@ -243,6 +244,7 @@ def train(argv=None, spec=SPECS["mnist"]):
     try:
         from ..backend import get_backend
         from .checkpoint import checkpoint_exists
+        from .data import resolve_data_dir
         from .runlock import lock_directory
         from .train import Trainer, TrainConfig, load_training_images, small_model_threads
         lock_directory(args.out)    # one writer per --out, held to the end (before any check)
@@ -269,7 +271,7 @@ def train(argv=None, spec=SPECS["mnist"]):
                           max_steps=args.max_steps or 0, classifier=args.classifier or "",
                           metrics_every=args.metrics_every, hidden=args.hidden or 0,
                           units=args.units or 0,
-                          data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else "")
+                          data_dir=str(resolve_data_dir(args.data_dir)) if args.data_dir else "")
         cfg.validate()
         images = load_training_images(args.dataset, args.split, data_dir=args.data_dir or None,
                                       limit=args.limit or 0, progress=not args.no_progress,
@@ -287,13 +289,26 @@ def train(argv=None, spec=SPECS["mnist"]):
     except (TinyGANError, OSError) as exc:
         return report_error(prog, exc)
     except KeyboardInterrupt:           # a second Ctrl-C: stopped at once, in one line
-        print(printable(f"{prog}: stopped at once by a second interrupt; the last checkpoint "
+        print(printable(f"{prog}: stopped at once (interrupted); the last checkpoint "
                         f"written in {args.out} is kept"), file=sys.stderr)
         return 130
     return 0
 
 
 # --- sample ------------------------------------------------------------------------------------
+def check_output_file(path, suffix, flag):
+    """An output file a user named: it ends in ``suffix`` and its directory exists (nothing is
+    created on a typo's behalf). ConfigError otherwise; None passes."""
+    if path is None:
+        return
+    path = Path(path)
+    if path.suffix.lower() != suffix:
+        raise ConfigError(f"{flag} {path}: give a path ending in {suffix}")
+    if not path.parent.is_dir():
+        raise ConfigError(f"{flag} {path}: directory {path.parent} does not exist (create it "
+                          "first)")
+
+
 def sample(argv=None, prog="tinygan sample"):
     """N samples of a trained G: a PNG grid and/or an .npy array."""
     p = Parser(prog=prog, description="Draw samples from a trained generator: a PNG grid and/or "
@@ -317,6 +332,8 @@ def sample(argv=None, prog="tinygan sample"):
         from .files import atomic_write
         from .plot import save_sample_grid
         from .train import IMAGE_SHAPES, load_run, sample_images
+        for path, suffix in ((args.png, ".png"), (args.npy, ".npy")):
+            check_output_file(path, suffix, "--" + suffix[1:])
         be = get_backend(args.backend, seed=args.seed)
         gan, cfg, meta = load_run(args.run, be)
         images = sample_images(gan, args.n)
@@ -382,8 +399,8 @@ def usage():
     return "\n".join(lines)
 
 
-def main(argv=None):
-    """``tinygan COMMAND ...``; returns the exit status."""
+def main(argv=None, exiting=False):
+    """``tinygan COMMAND ...``; returns the exit status (``exiting``: signals.run_main's)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
@@ -397,17 +414,14 @@ def main(argv=None):
         print(f"tinygan: error: unknown command {argv[0]!r}: choose one of "
               f"{', '.join(COMMANDS)} (see tinygan --help)", file=sys.stderr)
         return 2
-    try:
-        return command[0](argv[1:]) or 0
-    except KeyboardInterrupt:          # a second Ctrl-C, or one outside the training loop
-        print("tinygan: interrupted", file=sys.stderr)
-        return 130
+    from .signals import run_main        # Ctrl-C or SIGTERM outside the training loop: 130
+    return run_main(command[0], f"tinygan {argv[0]}", argv[1:], exiting=exiting)
 
 
 def console_main():
     """The ``tinygan`` console script."""
-    sys.exit(main())
+    sys.exit(main(exiting=True))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(exiting=True))

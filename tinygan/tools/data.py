@@ -13,9 +13,12 @@ files are) unless ``download=True`` (``--download``); with ``download=False``
 error naming the directories, the missing files and the offline route.
 """
 
+import errno
 import gzip
 import hashlib
+import json
 import os
+import urllib.error
 import urllib.request
 import zlib
 from http.client import HTTPException
@@ -47,6 +50,23 @@ CHECKSUMS = {  # md5 of the published .gz files
     },
     "cifar10": {"cifar-10-binary.tar.gz": "c32a1d4ab5d03f1284b67883e8d87530"},
 }
+# md5 of the decompressed IDX bytes, whatever the packaging (Debian re-gzips Fashion-MNIST, so
+# its .gz files differ from Zalando's while holding the same bytes): measured on the files whose
+# .gz md5 is the published one (MNIST t10k, ../shared) and on Debian's dataset-fashion-mnist.
+CONTENT_CHECKSUMS = {
+    "mnist": {
+        "t10k-images-idx3-ubyte.gz": "2646ac647ad5339dbf082846283269ea",
+        "t10k-labels-idx1-ubyte.gz": "27ae3e4e09519cfbb04c329615203637",
+    },
+    "fashion-mnist": {
+        "train-images-idx3-ubyte.gz": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+        "train-labels-idx1-ubyte.gz": "9018921c3c673c538a1fc5bad174d6f9",
+        "t10k-images-idx3-ubyte.gz": "8181f5470baa50b63fa0f6fddb340f0a",
+        "t10k-labels-idx1-ubyte.gz": "15d484375f8d13e6eb1aabb0c3f46965",
+    },
+}
+DATA_NAMES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
+UNVERIFIED_ENV = "TINYGAN_UNVERIFIED_DATA"   # =1: accept IDX files matching no published md5
 MNIST_SETS = ("mnist", "fashion-mnist")     # the data sets load_mnist reads
 DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 SPLITS = ("train", "validation", "train+validation", "full-train", "test")
@@ -57,6 +77,7 @@ _IDX_TYPES = {0x08: "uint8", 0x09: "int8", 0x0B: "int16", 0x0C: "int32", 0x0D: "
 _CHUNK = 1 << 20
 TIMEOUT = 30.0
 MAX_IDX_BYTES = 1 << 31     # the largest IDX payload read_idx accepts (MNIST's largest: 47 MB)
+CACHE_MIN_BYTES = 1 << 20   # file_digests caches the md5s of files this large or larger
 GZIP_MAX_RATIO = 1032       # DEFLATE cannot expand a byte into more than ~1032 bytes
 
 
@@ -159,12 +180,26 @@ def cache_dir(name):
     return Path(base) / "tinygan" / name
 
 
+def resolve_data_dir(data_dir):
+    """``data_dir`` as an absolute Path with its links resolved; a one-line DataError for one
+    that does not exist, is not a directory or is a symlink loop."""
+    try:
+        path = Path(data_dir).resolve(strict=True)
+    except (OSError, RuntimeError) as exc:     # RuntimeError: Python < 3.13's symlink loop
+        loop = isinstance(exc, RuntimeError) or getattr(exc, "errno", None) == errno.ELOOP
+        raise DataError(f"data_dir {data_dir} " + ("is a symlink loop (its links lead back to "
+                                                    "themselves)" if loop else
+                                                    "does not exist")) from None
+    if not path.is_dir():
+        raise DataError(f"data_dir {data_dir} is not a directory")
+    return path
+
+
 def search_dirs(name, data_dir=None):
     """The directories ``load_mnist`` searches for data set ``name``, in order."""
     dirs = []
     if data_dir is not None:
-        if not Path(data_dir).is_dir():
-            raise DataError(f"data_dir {data_dir} does not exist (or is not a directory)")
+        resolve_data_dir(data_dir)
         dirs += [Path(data_dir), Path(data_dir) / name]
     if os.environ.get("TINYGAN_DATA"):
         dirs += [Path(os.environ["TINYGAN_DATA"]), Path(os.environ["TINYGAN_DATA"]) / name]
@@ -181,6 +216,99 @@ def find_file(name, filename, data_dir=None):
             if (d / candidate).is_file():
                 return d / candidate
     return None
+
+
+# --- data identity: is the file found on disk the one asked for? ------------------------------
+def _md5_of(path, gz):
+    """md5 of ``path``'s bytes (``gz``: of its decompressed bytes), read in 1 MB chunks."""
+    digest = hashlib.md5()
+    try:
+        with (gzip.open(path, "rb") if gz else open(path, "rb")) as f:
+            while chunk := f.read(_CHUNK):
+                digest.update(chunk)
+    except (OSError, EOFError, zlib.error):
+        return None              # read_idx names the fault in its own words
+    return digest.hexdigest()
+
+
+def _verified_cache():
+    return cache_dir("") / "verified.json"
+
+
+def file_digests(path):
+    """``{"md5": of the file, "content_md5": of its IDX bytes or None}`` for ``path``, cached in
+    ``$XDG_CACHE_HOME/tinygan/verified.json`` by real path, size and mtime (a second look costs
+    a stat; files under CACHE_MIN_BYTES are hashed each time, as fast). The content md5 is
+    computed only when the file's own md5 is no published one."""
+    path = Path(path)
+    key = os.path.realpath(path)
+    st = path.stat()
+    stamp = [st.st_size, st.st_mtime_ns]
+    cache_file = _verified_cache()
+    try:
+        cache = json.loads(cache_file.read_text())
+        if not isinstance(cache, dict):
+            cache = {}
+    except (OSError, ValueError):
+        cache = {}
+    entry = cache.get(key)
+    if isinstance(entry, dict) and entry.get("stamp") == stamp:
+        return entry
+    gz = path.name.endswith(".gz")
+    md5 = _md5_of(path, gz=False)
+    published = {h for sums in CHECKSUMS.values() for h in sums.values()}
+    entry = {"stamp": stamp, "md5": md5,
+             "content_md5": None if md5 in published else (_md5_of(path, gz=True) if gz else md5)}
+    if st.st_size < CACHE_MIN_BYTES:
+        return entry              # hashing it again is as quick as the cache
+    cache = {k: v for k, v in cache.items() if os.path.exists(k)}
+    cache[key] = entry
+    try:
+        text = json.dumps(cache, indent=0).encode()
+        atomic_write(cache_file, lambda f: f.write(text))
+    except OSError:
+        pass                      # a read-only cache: verify again next time
+    return entry
+
+
+def identify(path):
+    """``(data set, file name)`` of the published file ``path`` holds (by md5, gzipped or not),
+    or None when it matches none."""
+    digests = file_digests(path)
+    for table, key in ((CHECKSUMS, "md5"), (CONTENT_CHECKSUMS, "content_md5")):
+        for name in MNIST_SETS:
+            for filename, md5 in table.get(name, {}).items():
+                if digests.get(key) is not None and digests[key] == md5:
+                    return name, filename
+    return None
+
+
+def unverified_allowed():
+    """True when ``TINYGAN_UNVERIFIED_DATA`` is set to anything but '' or 0."""
+    return os.environ.get(UNVERIFIED_ENV, "").strip() not in ("", "0")
+
+
+def check_identity(path, name, filename):
+    """Raise a one-line DataError unless ``path`` is data set ``name``'s ``filename`` (its
+    published md5, of the .gz or of the IDX bytes). A file of another known data set is named
+    as such; a file matching no published one (your own IDX data, a test's) is refused unless
+    TINYGAN_UNVERIFIED_DATA=1. Returns True when verified, False when allowed unverified."""
+    found = identify(path)
+    asked = f"{DATA_NAMES[name]}'s {filename.removesuffix('.gz')}"
+    if found == (name, filename):
+        return True
+    if found is not None:
+        other, other_file = found
+        fix = (f"--dataset {other} trains on it; for {DATA_NAMES[name]}, give a --data-dir "
+               f"holding {DATA_NAMES[name]}'s files" if other != name
+               else "the file is misnamed")
+        raise DataError(f"{path} is {DATA_NAMES[other]}'s {other_file.removesuffix('.gz')} "
+                        f"(by its md5), not {asked} as asked: {fix}")
+    if unverified_allowed():
+        return False
+    raise DataError(f"{path} matches no published {DATA_NAMES[name]} file (md5 "
+                    f"{file_digests(path)['md5']}), so it is not {asked}: put the real file "
+                    f"there, or set {UNVERIFIED_ENV}=1 to train on your own IDX data")
 
 
 def offline():
@@ -217,9 +345,21 @@ def _where_to_put(name, data_dir=None):
     files = ", ".join(FILES if name in MNIST_SETS else CHECKSUMS.get(name, FILES))
     if data_dir is not None:
         return f"Put the files ({files}) in {data_dir}, or add --download."
-    return (f"Put the files by hand in {cache_dir(name)} ({files}), or in a "
-            "directory named by the TINYGAN_DATA environment variable or by --data-dir "
-            "(data_dir=).")
+    debian = (" On Debian or Ubuntu: apt-get install dataset-fashion-mnist."
+              if name == "fashion-mnist" else "")
+    return (f"Put the files ({files}) in {cache_dir(name)}, $TINYGAN_DATA or a --data-dir."
+            + debian)
+
+
+def _why(exc):
+    """A download failure in a few words: 'HTTP 404', 'Name or service not known', ..."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code}"
+    reason = getattr(exc, "reason", None)
+    if isinstance(reason, OSError):
+        return reason.strerror or str(reason)
+    text = str(reason if reason is not None else exc) or type(exc).__name__
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def _progress_bar(total, desc):
@@ -277,14 +417,14 @@ def download_file(name, filename, mirrors=None, progress=True):
             _fetch(url, dest, md5, progress)
             return dest
         except (DataError, OSError, HTTPException, ValueError) as exc:
-            failures.append(f"  {url}: {exc}")
+            failures.append(f"{mirror}: {_why(exc)}")
     for d in created:                  # leave no empty cache directory behind
         try:
             d.rmdir()
         except OSError:
             break
-    raise DataError(f"could not download {filename} for {name}; every mirror failed:\n"
-                    + "\n".join(failures or ["  (no mirrors given)"]) + "\n" + _where_to_put(name))
+    raise DataError(f"could not download {filename} for {name} ("
+                    + ("; ".join(failures) or "no mirrors given") + "). " + _where_to_put(name))
 
 
 def load_mnist(name="mnist", split="train", data_dir=None, download=None, mirrors=None,
@@ -311,6 +451,8 @@ def load_mnist(name="mnist", split="train", data_dir=None, download=None, mirror
     for filename, path in zip(filenames, paths):
         if path is None:
             path = download_file(name, filename, mirrors, progress)
+        else:
+            check_identity(path, name, filename)
         arrays.append((path, read_idx(path)))
     (ipath, images), (lpath, labels) = arrays
     if images.ndim != 3 or images.shape[1:] != (28, 28):

@@ -137,17 +137,41 @@ class _NoBar:
         pass
 
 
+class _PlainLines:
+    """Progress in a log file or a pipe: a plain line at most every ``every_s`` seconds, no
+    carriage returns (as the training loop's ProgressReporter does)."""
+
+    def __init__(self, total, desc, every_s=30.0):
+        import time
+        self.clock, self.total, self.desc, self.every_s = time.perf_counter, total, desc, every_s
+        self.done, self.last = 0, self.clock()
+
+    def update(self, n=1):
+        import sys
+        self.done += n
+        now = self.clock()
+        if now - self.last >= self.every_s and self.done < self.total:
+            self.last = now
+            print(f"  {self.desc}: {self.done}/{self.total} batches "
+                  f"({100 * self.done / max(self.total, 1):.0f}%)", file=sys.stderr, flush=True)
+
+    def close(self):
+        pass
+
+
 def _progress(enabled, total, desc):
-    """A tqdm bar when ``enabled`` and tqdm is installed; otherwise a silent stand-in."""
+    """When ``enabled``: a tqdm bar on a terminal, plain lines every 30 s elsewhere (a log
+    file); otherwise (or without tqdm on a terminal) a silent stand-in."""
     if not enabled:
         return _NoBar()
+    import sys
+    if not sys.stderr.isatty():
+        return _PlainLines(total, desc)
     try:
         from tqdm import tqdm
     except ImportError:
         return _NoBar()
-    import sys
-    tty = sys.stderr.isatty()       # in a log file: an update every 30 s, not a line per batch
-    return tqdm(total=total, desc=desc, unit="batch", leave=False, mininterval=0.5 if tty else 30)
+    return tqdm(total=total, desc=desc, unit="batch", leave=False, mininterval=0.5)
 
 
 def _sq_norms(xp, a, tmp):

@@ -56,6 +56,14 @@ def protocol(cfg, data_dir, download=None):
     return validation[:1000], test, f"{dataset}: sigma on validation images {first}, scored on the 10,000 test images"
 
 
+def recorded_data_dir(cfg):
+    """The run's own --data-dir (as training recorded it, resolved), when it is still a
+    directory: evaluate reads the data the run was trained from, as --resume does."""
+    if cfg.data_dir and os.path.isdir(cfg.data_dir):
+        return cfg.data_dir
+    return None
+
+
 def interpolation(gan, path, rows=8, steps=10, shape=(28, 28)):
     """The paper's Figure 3: linear paths in z between random pairs of noise vectors (drawn from
     the run's noise prior, GAN.sample_noise)."""
@@ -98,8 +106,9 @@ def main(argv=None, prog="evaluate.py"):
     p.add_argument("run", help="run directory (holding checkpoint.npz) or checkpoint path")
     p.add_argument("--backend", choices=BACKENDS, default="numpy", help="array library")
     p.add_argument("--data-dir", default=None,
-                   help="where the data files are, as for tinygan train (default: "
-                        "$TINYGAN_DATA, the cache ~/.cache/tinygan, then a download)")
+                   help="where the data files are, as for tinygan train (default: the run's "
+                        "own --data-dir, else $TINYGAN_DATA, the cache ~/.cache/tinygan, then "
+                        "a download)")
     from .commands import add_download_flags, download_setting
     add_download_flags(p)
     p.add_argument("--samples", type=positive_int, default=10000, help="samples drawn from G")
@@ -124,7 +133,8 @@ def main(argv=None, prog="evaluate.py"):
         if args.classifier:                 # loaded first: a wrong path fails before any work
             from .classifier import load_classifier
             clf, _ = load_classifier(args.classifier, backend=be)
-        validation, test, what = protocol(cfg, args.data_dir, download_setting(args))
+        data_dir = args.data_dir or recorded_data_dir(cfg)
+        validation, test, what = protocol(cfg, data_dir, download_setting(args))
         print(f"checkpoint: epoch {meta.get('epoch')}, step {meta.get('step')}; {what}", flush=True)
         samples = sample_images(gan, args.samples)
         result = parzen_evaluate(test, validation, samples, backend=be,

@@ -9,17 +9,23 @@ entry is reported as a failing row, so a new layer cannot ship without a gradien
 """
 
 import argparse
+import ast
+import inspect
 import math
+import os
 import sys
+import textwrap
 import time
 from collections import namedtuple
+
+import tinygan
 
 from .. import layers as _layers
 from ..gradcheck import (DEFAULT_TOL, Row, check_discriminator_loss,
                          check_generator_loss, check_generator_through_discriminator,
                          check_module, max_error)
 from ..layers import Dropout, LeakyReLU, Linear, Maxout, ReLU, Sigmoid, Tanh
-from ..losses import OBJECTIVES
+from ..losses import OBJECTIVES, discriminator_loss, generator_loss
 from ..network import paper_discriminator, paper_generator
 
 def _where(index):
@@ -67,6 +73,47 @@ def format_coordinates(row, limit=VERBOSE_MAX):
     return "\n".join(lines)
 
 
+def _repo_path(filename):
+    """``filename`` relative to the folder above the tinygan package (tinygan/layers.py)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(tinygan.__file__)))
+    return os.path.relpath(os.path.abspath(filename), root)
+
+
+def code_location(func):
+    """Where the code a check exercises lives: ``func``'s qualified name and file, and every
+    function of another tinygan module it calls as ``module.function(...)`` (a fused kernel:
+    ``Maxout.backward in tinygan/layers.py, via maxout_backward in tinygan/fast/kernels.py``), so a
+    failing row names the code that computes the gradient, wherever the core puts it."""
+    where = f"{func.__qualname__} in {_repo_path(inspect.getsourcefile(func))}"
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(func)))
+    except (OSError, SyntaxError, TypeError):
+        return where
+    called = []
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and isinstance(node.func.value, ast.Name)):
+            module = func.__globals__.get(node.func.value.id)
+            target = getattr(module, node.func.attr, None)
+            if (inspect.ismodule(module) and module.__name__.startswith("tinygan.")
+                    and inspect.isfunction(target)):
+                text = f"{target.__name__} in {_repo_path(inspect.getsourcefile(target))}"
+                if text not in called:
+                    called.append(text)
+    return where + "".join(f", via {c}" for c in called)
+
+
+def notes_location():
+    """Where docs/gradients.md is: its path in this clone, or (an installed package carries no
+    docs/) the source repository's."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(tinygan.__file__)))
+    notes = os.path.join(root, "docs", "gradients.md")
+    if os.path.isfile(notes):
+        return notes
+    return ("docs/gradients.md in tinygan's source repository (an installed package does not "
+            "carry docs/)")
+
+
 Section = namedtuple("Section", "title detail code rows")
 """One table of the command: a short title, what exactly was checked, where the code is, rows."""
 
@@ -75,16 +122,15 @@ LayerCheck = namedtuple("LayerCheck", "make n_in code")
 
 LAYER_CHECKS = {
     Linear: LayerCheck(lambda be: Linear(7, 5, init="glorot", backend=be), 7,
-                       "Linear.backward in tinygan/layers.py"),
-    ReLU: LayerCheck(lambda be: ReLU(backend=be), 7, "ReLU.backward in tinygan/layers.py"),
+                       code_location(Linear.backward)),
+    ReLU: LayerCheck(lambda be: ReLU(backend=be), 7, code_location(ReLU.backward)),
     LeakyReLU: LayerCheck(lambda be: LeakyReLU(0.1, backend=be), 7,
-                          "LeakyReLU.backward in tinygan/layers.py"),
-    Tanh: LayerCheck(lambda be: Tanh(backend=be), 7, "Tanh.backward in tinygan/layers.py"),
-    Sigmoid: LayerCheck(lambda be: Sigmoid(backend=be), 7, "Sigmoid.backward in tinygan/layers.py"),
+                          code_location(LeakyReLU.backward)),
+    Tanh: LayerCheck(lambda be: Tanh(backend=be), 7, code_location(Tanh.backward)),
+    Sigmoid: LayerCheck(lambda be: Sigmoid(backend=be), 7, code_location(Sigmoid.backward)),
     Maxout: LayerCheck(lambda be: Maxout(7, units=4, pieces=3, init="glorot", backend=be), 7,
-                       "Maxout.backward in tinygan/layers.py"),
-    Dropout: LayerCheck(lambda be: Dropout(0.6, backend=be), 7,
-                        "Dropout.backward in tinygan/layers.py"),
+                       code_location(Maxout.backward)),
+    Dropout: LayerCheck(lambda be: Dropout(0.6, backend=be), 7, code_location(Dropout.backward)),
 }
 
 ALIASES = {"g": "generator", "d": "discriminator", "d_loss": "discriminator_loss",
@@ -152,7 +198,7 @@ def _layer_sections(cls, be, seed, h, tol, full):
 def _discriminator_loss_sections(be, seed, h, tol, full):
     real, fake = be.normal((6, 1)) * 4, be.normal((4, 1)) * 4
     return [Section("discriminator loss", "6 real and 4 fake logits ~ N(0, 4^2)",
-                    "discriminator_loss in tinygan/losses.py",
+                    code_location(discriminator_loss),
                     check_discriminator_loss(real, fake, h=h, tol=tol))]
 
 
@@ -160,7 +206,7 @@ def _generator_loss_sections(be, seed, h, tol, full):
     fake = be.normal((6, 1)) * 4
     rows = [r for kind in OBJECTIVES for r in check_generator_loss(fake, kind, h=h, tol=tol)]
     return [Section("generator loss", "both objectives, 6 logits ~ N(0, 4^2)",
-                    "generator_loss in tinygan/losses.py", rows)]
+                    code_location(generator_loss), rows)]
 
 
 def _generator_sections(be, seed, h, tol, full):
@@ -401,7 +447,7 @@ def _parser(prog="python -m tinygan.gradcheck"):
                     "gradients, relative error |a - n| / (|a| + |n|), pass/FAIL, and which check "
                     "(every coordinate, or random directions). Exit status 0 when every row "
                     "passes, 1 when any fails, 2 on a usage error.",
-        epilog="Derivations of every gradient: docs/gradients.md.")
+        epilog=f"Derivations of every gradient: {notes_location()}.")
     p.add_argument("--layer", metavar="NAME",
                    help="run one item only (case-insensitive; default: all): "
                         + ", ".join(check_items()))

@@ -32,6 +32,7 @@ import math
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator, ScalarFormatter
 
 from ..errors import ConfigError, check_choice
 from ..gan import grad_through_d
@@ -126,6 +127,27 @@ def _positive(y):
     return y
 
 
+def _log_axis(ax, *axes):
+    """Log scale for the y values drawn on ``ax`` (and ``axes``, sharing it) when they span a
+    decade or more; a narrower span (a short run) stays linear with plain tick labels, not
+    matplotlib's 1.00005x10^0 on a log axis."""
+    ys = [np.asarray(line.get_ydata(), dtype=np.float64) for a in (ax, *axes)
+          for line in a.get_lines()]
+    y = np.concatenate(ys) if ys else np.zeros(0)
+    y = y[np.isfinite(y) & (y > 0)]
+    if y.size and y.max() >= 10 * y.min():
+        ax.set_yscale("log")
+    else:
+        ax.yaxis.set_major_formatter(ScalarFormatter(useOffset=False))
+
+
+def _epoch_axis(ax):
+    """Whole epochs on the x axis (a short run's intervals fall between them)."""
+    ax.set_xlim(left=0)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    ax.set_xlabel("epoch")
+
+
 def _layer_keys(cols, tag):
     keys = [k for k in cols if k.startswith(f"grad_{tag}.")]
     return sorted(keys, key=lambda k: int(k.split(".")[1]))
@@ -157,11 +179,11 @@ def save_gradient_flow(epochs, path, intervals=None, title=None):
             if key in ep:
                 ax.plot(ep["epoch"], _positive(ep[key]), linestyle="none", marker="o",
                         markersize=4, color=style["color"], label=label)
-        ax.set_yscale("log")
         ax.set_title(name, fontsize=11)
-        ax.set_xlabel("epoch")
+        _epoch_axis(ax)
         ax.grid(True, which="both", alpha=0.25)
         ax.legend(fontsize=8, loc="best")
+    _log_axis(axes[0], axes[1])                  # shared y: one scale for both
     axes[0].set_ylabel("gradient norm ||.||_2 (mean over steps)")
     fig.suptitle(title or "gradient flow: lines = logging intervals, dots = epoch means",
                  fontsize=11)
@@ -191,14 +213,14 @@ def save_saturation(rows, path, objective=None, title=None):
         loss = "-log D(G(z))" if kind == "nonsaturating" else "log(1 - D(G(z)))"
         mid.plot(x, _positive(cols[f"grad_x_{kind}"]), color=color, label=f"{kind} {loss}{used}",
                  **style)
-    mid.set_yscale("log")
+    _log_axis(mid)
     mid.set_ylabel("||dL_G/dx||, x = G(z)")
     mid.legend(fontsize=8, loc="best")
     bottom.plot(x, _positive(ratio), color="tab:purple", **style)
     bottom.axhline(1, color="gray", linestyle="--", linewidth=1)
-    bottom.set_yscale("log")
+    _log_axis(bottom)
     bottom.set_ylabel("ratio minimax /\nnon-saturating")
-    bottom.set_xlabel("epoch")
+    _epoch_axis(bottom)
     for ax in (top, mid, bottom):
         ax.grid(True, which="both", alpha=0.25)
     fig.suptitle(title or "D's saturation on G's samples (dropout off, fixed noise batch)",

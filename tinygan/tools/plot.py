@@ -133,8 +133,9 @@ def _save_rgb(rgb, path, title=None, scale=1):
     """Write an (H, W, 3) float image in [0, 1] as a PNG, each pixel a scale x scale block.
 
     Without a title the PNG is exactly (H*scale, W*scale) pixels. With one, a white band of
-    _TITLE_PX pixels above holds the title, and the figure is widened (image centred) when the
-    title needs more room; the image is placed unresampled (``Figure.figimage``).
+    _TITLE_PX pixels above holds the title (also the PNG's "Title" text chunk), and the
+    figure is widened (image centred) when the title needs more room; the image is placed
+    unresampled (``Figure.figimage``).
     """
     _check_png(path)
     scale = check_int("scale", scale)
@@ -150,7 +151,8 @@ def _save_rgb(rgb, path, title=None, scale=1):
     FigureCanvasAgg(fig)
     fig.figimage(rgb, xo=(fig_w - width) // 2, yo=0, origin="upper")
     fig.text(0.5, 1.0 - _TITLE_PX / 2 / fig_h, title, ha="center", va="center", fontsize=11)
-    return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=_DPI))
+    return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=_DPI,
+                                                    metadata={"Title": title}))
 
 
 def _gray_to_rgb(gray):

@@ -6,8 +6,14 @@ the process dies, however it dies, so a stale lock file never blocks anyone. A s
 asking for the same directory is refused at once with ConfigError naming the holder's PID
 (written into the lock file). Within one process the lock is taken once per directory and
 shared (a Trainer then its resume in one script are one writer).
+
+A run that fails before it writes anything leaves nothing behind: when the process exits, a
+directory it locked that holds only the lock file (and an empty ``samples/``) loses them, and
+is removed too if this process created it (so a failed run never leaves an --out that looks
+like a run with no checkpoint).
 """
 
+import atexit
 import os
 import time
 from pathlib import Path
@@ -16,6 +22,7 @@ from ..errors import ConfigError
 
 LOCK_NAME = ".tinygan.lock"
 _held = {}                        # realpath of the directory -> lock file descriptor (kept open)
+_created = set()                  # realpaths of the directories this process created
 
 
 def lock_directory(directory):
@@ -24,8 +31,10 @@ def lock_directory(directory):
     import fcntl
     directory = Path(directory)
     try:
+        new = [d for d in (directory, *directory.parents) if not os.path.lexists(d)]
         directory.mkdir(parents=True, exist_ok=True)
         key = os.path.realpath(directory)
+        _created.update(os.path.realpath(d) for d in new)
         if key in _held:
             return Path(key) / LOCK_NAME
         path = Path(key) / LOCK_NAME
@@ -63,7 +72,32 @@ def _holder(path, wait=2.0):
 
 
 def unlock_directory(directory):
-    """Release this process's lock on ``directory`` (nothing if it holds none)."""
-    fd = _held.pop(os.path.realpath(directory), None)
+    """Release this process's lock on ``directory`` (nothing if it holds none); a directory
+    left holding nothing but the lock is cleared (see the module's docstring)."""
+    key = os.path.realpath(directory)
+    fd = _held.pop(key, None)
     if fd is not None:
+        _clear_if_unused(key)                    # while still holding the lock
         os.close(fd)
+
+
+def _clear_if_unused(key):
+    try:
+        names = set(os.listdir(key))
+        if names - {LOCK_NAME, "samples"}:
+            return
+        if "samples" in names:
+            os.rmdir(os.path.join(key, "samples"))       # fails (kept) unless empty
+        os.unlink(os.path.join(key, LOCK_NAME))
+        for d in [key, *map(str, Path(key).parents)]:   # the directories this process made
+            if d not in _created:
+                break
+            os.rmdir(d)
+    except OSError:
+        pass
+
+
+@atexit.register
+def _release_all():
+    for key in list(_held):
+        unlock_directory(key)

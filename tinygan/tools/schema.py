@@ -18,6 +18,7 @@ import math
 import numpy as np
 
 from ..errors import CheckpointError, ConfigError
+from .checkpoint import WrongKind
 
 RUN_META_KEYS = ("config", "step", "epoch")                      # required
 RUN_META_OPTIONAL = ("backend", "rng_state", "tinygan_version")
@@ -138,6 +139,9 @@ def run_validator(complete=True):
     resume needs; else G alone may stand (D, each optimizer and fixed_noise come whole or
     not at all)."""
     def validate(arrays, meta):
+        if isinstance(meta, dict) and "architecture" in meta and "config" not in meta:
+            raise WrongKind("this is a classifier run (examples/train_classifier.py), not a GAN "
+                            "run: give the --out of tinygan train")
         _keys("meta", meta, RUN_META_KEYS, RUN_META_OPTIONAL)
         cfg = train_config(meta["config"])
         step, epoch = meta["step"], meta["epoch"]
@@ -165,6 +169,9 @@ def run_validator(complete=True):
 
 def validate_classifier(arrays, meta):
     """``validate(arrays, meta)`` for a classifier checkpoint (examples/train_classifier.py)."""
+    if isinstance(meta, dict) and "config" in meta and "architecture" not in meta:
+        raise WrongKind("this is a GAN run (tinygan train), not a classifier run: give "
+                        "examples/train_classifier.py's --out")
     _keys("classifier meta", meta, ("architecture", "accuracy"),
           ("kind", "evaluated_on", "dataset", "split", "limit", "trained_on", "accuracy_per_epoch",
            "loss_per_epoch", "epochs", "batch_size", "lr", "lr_decay", "seed", "backend",

@@ -35,8 +35,6 @@ the interval's one transfer.
 
 import dataclasses
 import math
-import signal
-import threading
 import sys
 import time
 from pathlib import Path
@@ -57,6 +55,7 @@ from .. import fast as fastpath
 from ..gan import check_settings
 from ..optim import ExponentialDecay, MomentumRamp
 from .runlock import lock_directory
+from .signals import DeferredInterrupt
 from .schema import run_validator, train_config
 from .plot import (append_history, read_history, save_loss_curves, save_nearest_neighbour_grid,
                    save_sample_grid)
@@ -270,8 +269,8 @@ class ProgressReporter:
     """What a person watching the run sees. On a terminal: a progress bar per epoch (tqdm) with
     the losses and the speed at each logging interval. Elsewhere (a log file, a pipe, a batch
     job): a plain line at most every ``every_s`` seconds instead of tqdm's carriage returns.
-    Always one line per epoch, ``epoch 3/100: ...`` with the time left. ``enabled=False``: the
-    epoch lines only."""
+    Always one line per epoch, ``epoch 3/100: ...`` with the time left. ``enabled=False``
+    (--no-progress): no bar; the plain lines instead, on a terminal too."""
 
     def __init__(self, enabled=True, tty=None, every_s=30.0):
         self.enabled = enabled
@@ -301,7 +300,7 @@ class ProgressReporter:
                                  Dx=f"{host['d_real']:.2f}", DGz=f"{host['d_fake']:.2f}",
                                  samples_s=f"{samples_per_s:.0f}", refresh=False)
             self.bar.update(steps)
-        elif self.enabled and not self.tty and self._done < self._total:
+        elif self._done < self._total:          # no bar: --no-progress, or not a terminal
             now = time.perf_counter()
             if now - self._last_line >= self.every_s:
                 self._last_line = now
@@ -390,7 +389,7 @@ class Trainer:
         self.reporter = ProgressReporter(progress)
         self.epoch = 0                                   # epochs completed
         self._saved_step = None                          # step of the last checkpoint written
-        self._interrupt = None                           # the _DeferredInterrupt while running
+        self._interrupt = None                           # the DeferredInterrupt while running
         self.interrupted = False
         self.fixed_noise = self.gan.sample_noise(cfg.n_fixed_samples)
         self.run_dir = RunDirectory(self.out)
@@ -480,7 +479,7 @@ class Trainer:
         # nan and inf are caught explicitly once per logging interval (_check_finite) and before
         # every save, so NumPy's per-operation floating-point warnings would only add noise.
         # The deferred interrupt covers everything to the end: the final save and the figure.
-        with _DeferredInterrupt() as interrupt, np.errstate(all="ignore"):
+        with DeferredInterrupt() as interrupt, np.errstate(all="ignore"):
             self._interrupt = interrupt
             try:
                 while self.epoch < self.cfg.epochs and not self._done():
@@ -618,7 +617,10 @@ class Trainer:
         return {k: float(q[k]) for k in keys}
 
     def _check_finite(self, host):
-        bad = {k: v for k, v in host.items() if not math.isfinite(v)}
+        """Divergence: a loss or a gradient norm that is nan or inf (the parameters are checked
+        before every save). Diagnostics (D's saturation, the two objectives' gradients at G's
+        output and their ratio) may be nan or inf in a healthy run: they are logged as such."""
+        bad = {k: v for k, v in host.items() if k not in _POINT_KEYS and not math.isfinite(v)}
         if bad:
             raise TrainingDiverged(f"training diverged at step {self.step}: "
                                    + ", ".join(f"{k}={v}" for k, v in bad.items())
@@ -642,30 +644,6 @@ class Trainer:
 
 _POINT_KEYS = frozenset(SATURATION_KEYS + (RATIO_KEY,))
 """Values measured at an interval's end, not averaged over its steps."""
-
-
-class _DeferredInterrupt:
-    """Turns the first SIGINT (Ctrl-C) or SIGTERM into a flag checked between steps;
-    a second one interrupts at once."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __enter__(self):
-        self.requested = False
-        self._old = {}
-        if threading.current_thread() is threading.main_thread():
-            self._old = {s: signal.signal(s, self._handler) for s in self.SIGNALS}
-        return self
-
-    def _handler(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __exit__(self, *exc):
-        for s, old in self._old.items():
-            signal.signal(s, old)
-        return False
 
 
 def load_training_images(dataset, split="train", data_dir=None, limit=0, progress=True,
