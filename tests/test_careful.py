@@ -316,15 +316,21 @@ def test_evaluate_writes_no_carriage_returns_into_a_log(tmp_path, fake_data):
 
 # --- case 13: gradcheck names the code that computes a gradient; the notes link it ---------------
 def test_gradcheck_names_the_fused_kernel_and_the_notes_link_it():
+    """The plain core's check names the plain backward; ``--fast`` checks the fast path and
+    names the fused kernel its backward calls; docs/gradients.md links every fused form."""
     proc = tinygan("gradcheck", "--layer", "maxout")
     assert proc.returncode == 0, proc.stderr
-    assert "code: Maxout.backward in tinygan/layers.py, via maxout_backward in " in proc.stdout
-    from tinygan.tools.gradcheck_cli import LAYER_CHECKS, code_location
-    from tinygan.losses import discriminator_loss, generator_loss
+    assert "code: Maxout.backward in tinygan/layers.py\n" in proc.stdout
+    proc = tinygan("gradcheck", "--layer", "maxout", "--fast")
+    assert proc.returncode == 0, proc.stderr
+    assert ("code: FastMaxout.backward in tinygan/fast/layers.py, via maxout_backward in "
+            "tinygan/fast/kernels.py") in proc.stdout
+    from tinygan.tools.gradcheck_cli import FAST, LAYER_CHECKS, code_location
     import re
     doc = (REPO / "docs" / "gradients.md").read_text()
-    places = [c.code for c in LAYER_CHECKS.values()] + [code_location(discriminator_loss),
-                                                        code_location(generator_loss)]
+    places = [code_location(type(FAST.layer(c.make(None))).backward) for c in LAYER_CHECKS.values()]
+    places += [code_location(FAST.losses.discriminator_loss),
+               code_location(FAST.losses.generator_loss)]
     fused = {m for code in places for m in re.findall(r"via (\w+) in (\S+?\.py)", code)}
     assert fused, places
     for name, path in fused:

@@ -57,6 +57,29 @@ def test_default_run_checks_every_layer_class_and_passes(capsys):
     assert "all pass" in out.splitlines()[-1]
 
 
+def test_fast_run_checks_the_fast_forms_and_passes(capsys):
+    """``--fast``: the same checks on the fast path (tinygan/fast), every section passing and
+    naming the fast code it ran."""
+    status, out, _ = run(capsys, "--fast")
+    assert status == 0, out
+    got = verdicts(out)
+    for cls in LAYER_CLASSES:
+        assert got.get(cls.__name__) == "pass", f"no passing section for {cls.__name__}:\n{out}"
+    for title in ["discriminator loss", "generator loss", "G", "D"] + THROUGH_D:
+        assert got.get(title) == "pass", title
+    assert "code: FastLinear.backward in tinygan/fast/layers.py" in out
+    assert "code: Sequential.backward in tinygan/fast/network.py" in out
+    assert "of the fast path" in out.splitlines()[0]
+
+
+def test_broken_fast_kernel_fails_only_the_fast_run(capsys, monkeypatch):
+    """A fault in a fused kernel shows in ``--fast`` and not in the plain core's check."""
+    from tinygan.fast import kernels
+    monkeypatch.setattr(kernels, "sigmoid_backward", lambda dy, y: dy * y * (1 + y))
+    assert run(capsys, "--layer", "sigmoid")[0] == 0
+    assert run(capsys, "--layer", "sigmoid", "--fast")[0] == 1
+
+
 def test_every_layer_class_has_a_command_item():
     items = check_items()
     for cls in LAYER_CLASSES:

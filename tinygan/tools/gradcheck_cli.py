@@ -27,6 +27,18 @@ from ..gradcheck import (DEFAULT_TOL, Row, check_discriminator_loss,
 from ..layers import Dropout, LeakyReLU, Linear, Maxout, ReLU, Sigmoid, Tanh
 from ..losses import OBJECTIVES, discriminator_loss, generator_loss
 from ..network import paper_discriminator, paper_generator
+from .. import losses as plain_losses
+from ..fast import losses as fast_losses
+from ..fast.layers import FAST_FORMS
+from ..fast.network import to_fast
+
+CheckPath = namedtuple("CheckPath", "name layer net losses")
+"""Which code the checks run: the plain core (what a learner reads) or the fast path beside it
+(``--fast``): ``layer(plain layer)`` and ``net(plain network)`` give that path's form,
+``losses`` its loss module."""
+PLAIN = CheckPath("plain core", lambda layer: layer, lambda net: net, plain_losses)
+FAST = CheckPath("fast path", lambda layer: FAST_FORMS[type(layer)].like(layer), to_fast,
+                 fast_losses)
 
 def _where(index):
     """A worst coordinate's place: '[3, 1]' for an index, 'dir 2' for a direction."""
@@ -183,69 +195,77 @@ def small_discriminator(be, in_dim=12, units=6, pieces=3):
     return D
 
 
-def _layer_sections(cls, be, seed, h, tol, full):
+def _layer_sections(cls, be, seed, h, tol, full, path=PLAIN):
     check = LAYER_CHECKS.get(cls)
     if check is None:
         return [Section(cls.__name__, "a layer class with no entry in LAYER_CHECKS",
                         "add one to LAYER_CHECKS in tinygan/tools/gradcheck_cli.py",
                         [Row(f"no gradient check for {cls.__name__}", (), math.nan, math.nan,
                              math.inf, "missing", False)])]
-    layer = check.make(be)
+    layer = path.layer(check.make(be))
+    code = check.code if path is PLAIN else code_location(type(layer).backward)
     rows = check_module(layer, away_from_zero(be, (6, check.n_in)), seed=seed, h=h, tol=tol)
-    return [Section(cls.__name__, f"{layer!r} at x {(6, check.n_in)}", check.code, rows)]
+    return [Section(cls.__name__, f"{layer!r} at x {(6, check.n_in)}", code, rows)]
 
 
-def _discriminator_loss_sections(be, seed, h, tol, full):
+def _discriminator_loss_sections(be, seed, h, tol, full, path=PLAIN):
     real, fake = be.normal((6, 1)) * 4, be.normal((4, 1)) * 4
     return [Section("discriminator loss", "6 real and 4 fake logits ~ N(0, 4^2)",
-                    code_location(discriminator_loss),
-                    check_discriminator_loss(real, fake, h=h, tol=tol))]
+                    code_location(path.losses.discriminator_loss),
+                    check_discriminator_loss(real, fake, h=h, tol=tol, losses=path.losses))]
 
 
-def _generator_loss_sections(be, seed, h, tol, full):
+def _generator_loss_sections(be, seed, h, tol, full, path=PLAIN):
     fake = be.normal((6, 1)) * 4
-    rows = [r for kind in OBJECTIVES for r in check_generator_loss(fake, kind, h=h, tol=tol)]
+    rows = [r for kind in OBJECTIVES
+            for r in check_generator_loss(fake, kind, h=h, tol=tol, losses=path.losses)]
     return [Section("generator loss", "both objectives, 6 logits ~ N(0, 4^2)",
-                    code_location(generator_loss), rows)]
+                    code_location(path.losses.generator_loss), rows)]
 
 
-def _generator_sections(be, seed, h, tol, full):
+def _network_code(path):
+    """Where a network's backward lives on ``path``: the chain rule in Sequential.backward."""
+    net = path.net(paper_generator(noise_dim=1, hidden=1, out_dim=1))
+    return code_location(type(net).backward)
+
+
+def _generator_sections(be, seed, h, tol, full, path=PLAIN):
     out = [Section("G", "the paper's generator at a small size, z 5 -> 10 -> 10 -> 12",
-                   "Sequential.backward in tinygan/network.py",
-                   check_module(small_generator(be), be.normal((4, 5)), seed=seed, h=h,
+                   _network_code(path),
+                   check_module(path.net(small_generator(be)), be.normal((4, 5)), seed=seed, h=h,
                                 tol=tol, max_coords=10**6))]
     if full:
-        G = paper_generator(pixel_mean=be.uniform(0.1, 0.9, (784,)), backend=be)
+        G = path.net(paper_generator(pixel_mean=be.uniform(0.1, 0.9, (784,)), backend=be))
         out.append(Section("G, paper size", "z 100 -> 1200 -> 1200 -> 784",
-                           "Sequential.backward in tinygan/network.py",
+                           _network_code(path),
                            check_module(G, be.normal((6, 100)), seed=seed, h=h, tol=tol)))
     return out
 
 
-def _discriminator_sections(be, seed, h, tol, full):
+def _discriminator_sections(be, seed, h, tol, full, path=PLAIN):
     out = [Section("D", "the paper's discriminator at a small size, x 12 -> dropout, maxout "
                         "6x3, dropout, maxout 6x3, dropout, linear -> logit",
-                   "Sequential.backward in tinygan/network.py",
-                   check_module(small_discriminator(be), be.uniform(0, 1, (5, 12)), seed=seed,
+                   _network_code(path),
+                   check_module(path.net(small_discriminator(be)), be.uniform(0, 1, (5, 12)), seed=seed,
                                 h=h, tol=tol, max_coords=10**6))]
     if full:
-        D = paper_discriminator(backend=be)
+        D = path.net(paper_discriminator(backend=be))
         out.append(Section("D, paper size", "x 784 -> maxout 240x5 -> maxout 240x5 -> logit",
-                           "Sequential.backward in tinygan/network.py",
+                           _network_code(path),
                            check_module(D, be.uniform(0, 1, (6, 784)), seed=seed, h=h, tol=tol)))
     return out
 
 
-def _g_through_d_sections(be, seed, h, tol, full):
+def _g_through_d_sections(be, seed, h, tol, full, path=PLAIN):
     out = []
     for kind in OBJECTIVES:
-        G, D = small_generator(be), small_discriminator(be)
+        G, D = path.net(small_generator(be)), path.net(small_discriminator(be))
         out.append(Section(f"G through D, {kind}", "dL_G/dtheta_G, small G and D, D sees 6 fakes",
                            THROUGH_D_CODE,
                            check_generator_through_discriminator(
                                G, D, be.normal((6, 5)), kind, seed=seed, h=h, tol=tol,
                                max_coords=10**6)))
-        G, D = small_generator(be), small_discriminator(be)
+        G, D = path.net(small_generator(be)), path.net(small_discriminator(be))
         out.append(Section(f"G through D, {kind}, real+fake batch",
                            "dL_G/dtheta_G, small G and D, D sees 4 real rows and 6 fakes in one "
                            "forward", THROUGH_D_BATCH_CODE,
@@ -254,8 +274,8 @@ def _g_through_d_sections(be, seed, h, tol, full):
                                real=be.uniform(0, 1, (4, 12)), max_coords=10**6)))
     if full:
         for kind in OBJECTIVES:
-            G = paper_generator(pixel_mean=be.uniform(0.1, 0.9, (784,)), backend=be)
-            D = paper_discriminator(backend=be)
+            G = path.net(paper_generator(pixel_mean=be.uniform(0.1, 0.9, (784,)), backend=be))
+            D = path.net(paper_discriminator(backend=be))
             # at D's init (+-0.005) dL/dtheta_G is ~1e-8; weights of a trained size make it matter
             for _, p in D.params:
                 p[...] = be.normal(p.shape) * 0.05
@@ -276,7 +296,7 @@ def check_items():
     items = {}
     for cls in _layers.LAYER_CLASSES:
         items[cls.__name__.lower()] = (cls.__name__,
-                                       (lambda c: lambda *a: _layer_sections(c, *a))(cls))
+                                       (lambda c: lambda *a, **k: _layer_sections(c, *a, **k))(cls))
     items.update(discriminator_loss=("discriminator loss", _discriminator_loss_sections),
                  generator_loss=("generator loss", _generator_loss_sections),
                  generator=("G", _generator_sections),
@@ -285,11 +305,13 @@ def check_items():
     return items
 
 
-def run_checks(names=None, dtype="float64", seed=0, h=1e-6, tol=DEFAULT_TOL, full=False):
+def run_checks(names=None, dtype="float64", seed=0, h=1e-6, tol=DEFAULT_TOL, full=False,
+               fast=False):
     """Run the named checks (all when ``names`` is None) on a NumPy backend of ``dtype``;
     returns [Section]. Each item gets a fresh backend seeded with ``seed``, so one item run
     alone gives the same rows as in the full run. A check that raises (a backward returning
-    the wrong shape, say) becomes a failing row that names the exception."""
+    the wrong shape, say) becomes a failing row that names the exception. ``fast``: check the
+    fast path's forms (tinygan/fast) instead of the plain core's."""
     from ..backend import get_backend
     items = check_items()
     sections = []
@@ -297,7 +319,7 @@ def run_checks(names=None, dtype="float64", seed=0, h=1e-6, tol=DEFAULT_TOL, ful
         title, runner = items[name]
         be = get_backend("numpy", dtype=dtype, seed=seed)
         try:
-            sections.extend(runner(be, seed, h, tol, full))
+            sections.extend(runner(be, seed, h, tol, full, path=FAST if fast else PLAIN))
         except Exception as exc:  # report it as a failure, keep checking the rest
             sections.append(Section(title, f"the check raised {type(exc).__name__}: {exc}",
                                     "", [Row(f"raised {type(exc).__name__}", (), math.nan,
@@ -464,6 +486,9 @@ def _parser(prog="python -m tinygan.gradcheck"):
     p.add_argument("--full", action="store_true",
                    help="also check the paper-size G, D and G through D along random "
                         "directions (tens of seconds on two CPU cores)")
+    p.add_argument("--fast", action="store_true",
+                   help="check the fast path (tinygan/fast: fused kernels, flat buffers) instead "
+                        "of the plain core (default: the plain core, what docs/gradients.md derives)")
     p.add_argument("--explain", action="store_true",
                    help="one layer (--layer; every layer without it) at a tiny size, number by "
                         "number: inputs, forward values, and each coordinate's analytic and "
@@ -498,9 +523,10 @@ def main(argv=None, prog="python -m tinygan.gradcheck"):
         print("--h and --tol must be positive", file=sys.stderr)
         return 2
     start = time.perf_counter()
-    print(f"tinygan gradient checks: numpy {args.dtype}, seed {args.seed}, tol {args.tol:g}, "
-          f"h {args.h:g} (coordinates) / 1e-05 (directions)")
-    sections = run_checks(names, args.dtype, args.seed, args.h, args.tol, args.full)
+    print(f"tinygan gradient checks{' of the fast path' if args.fast else ''}: numpy "
+          f"{args.dtype}, seed {args.seed}, tol {args.tol:g}, h {args.h:g} (coordinates) / "
+          "1e-05 (directions)")
+    sections = run_checks(names, args.dtype, args.seed, args.h, args.tol, args.full, args.fast)
     for s in sections:
         ok = all(r.passed for r in s.rows)
         print(f"\n== {s.title}: {s.detail}" + (f"\n   code: {s.code}" if s.code else ""))
