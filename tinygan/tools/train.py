@@ -84,6 +84,7 @@ class Trainer:
         self.epoch = 0                                   # epochs completed
         self._saved_step = None                          # step of the last checkpoint written
         self._interrupt = None                           # the DeferredInterrupt while running
+        self._order = None                               # this epoch's batch order, on the device
         self.interrupted = False
         self.fixed_noise = self.gan.sample_noise(cfg.n_fixed_samples)
         self.run_dir = RunDirectory(self.out)
@@ -210,50 +211,77 @@ class Trainer:
         return bool(self.cfg.max_steps) and self.step >= self.cfg.max_steps
 
     def _run_epoch(self):
-        cfg, gan, be = self.cfg, self.gan, self.be
-        epoch = self.epoch + 1                       # 1-based, as the momentum ramp counts
-        gan.set_epoch(epoch)
-        order = be.asarray(self._batch_order(epoch), dtype="int64")
-        first = self.step - self.epoch * self.steps_per_epoch   # > 0 when resuming mid-epoch
-        self.reporter.start_epoch(epoch, cfg.epochs, self.steps_per_epoch, first)
-        sums, previous = None, None
-        count, window_start, window_steps = 0, time.perf_counter(), 0
-        t0 = time.perf_counter()
+        """One epoch of the paper's Algorithm 1: for each minibatch, the training step; at the
+        end of each logging interval, one look at the run; at the end of the epoch, its log
+        row, its pictures and a checkpoint. Returns the row, or None if stopped mid-epoch."""
+        epoch, first = self._start_epoch()
+        tally = _EpochTally()
         for i in range(first, self.steps_per_epoch):
-            if self._done():
+            if self._done():                          # max_steps reached, or Ctrl-C
                 self.reporter.close()
                 return None
-            stats = self._train_step(self.data[order[i * self.m:(i + 1) * self.m]])
-            stats.update(weight_gradient_norms(gan))            # 0-d device arrays: no sync
-            sums = dict(stats) if sums is None else {k: sums[k] + v for k, v in stats.items()}
-            count += 1
-            window_steps += 1
-            if window_steps == cfg.log_every or i == self.steps_per_epoch - 1:
-                point = saturation(gan, self.fixed_noise)      # measured now, not averaged
-                host = self._means(sums, count, point)                  # one sync per interval
-                self._check_finite(host)
-                self._log_interval(host, previous, count, window_steps,
-                                   epoch - 1 + (i + 1) / self.steps_per_epoch)
-                previous = (host, count)
-                now = time.perf_counter()
-                self.reporter.interval(host, window_steps,
-                                       window_steps * self.m / max(now - window_start, 1e-9))
-                window_start, window_steps = now, 0
+            tally.add(self._step(self._batch(i)))
+            if tally.interval_steps == self.cfg.log_every or i == self.steps_per_epoch - 1:
+                self._end_interval(tally, epoch - 1 + (i + 1) / self.steps_per_epoch)
         self.reporter.close()
         self.epoch = epoch
-        seconds = time.perf_counter() - t0
-        row = {"epoch": epoch, "step": self.step, **host,          # the last interval: the epoch's means
-               "lr": gan.d_opt.current_lr, "momentum": gan.d_opt.momentum, "seconds": seconds,
-               "samples_per_s": count * self.m / max(seconds, 1e-9)}
-        row.update(self._sample_quality(epoch))
+        row = self._epoch_row(tally)
         self.run_dir.log(row)
+        self._epoch_pictures()
+        self.save()
+        self.reporter.epoch_line(row, self.cfg.epochs, self._eta(row["seconds"], tally.count))
+        return row
+
+    # --- what _run_epoch calls, in its order ---------------------------------------------------
+    def _start_epoch(self):
+        """Set the momentum ramp's epoch and this epoch's batch order; start the progress bar.
+        Returns (epoch, first step index) (first > 0 when resuming mid-epoch)."""
+        epoch = self.epoch + 1                       # 1-based, as the momentum ramp counts
+        self.gan.set_epoch(epoch)
+        self._order = self.be.asarray(self._batch_order(epoch), dtype="int64")
+        first = self.step - self.epoch * self.steps_per_epoch
+        self.reporter.start_epoch(epoch, self.cfg.epochs, self.steps_per_epoch, first)
+        return epoch, first
+
+    def _batch(self, i):
+        """The i-th minibatch of this epoch's order, on the device."""
+        return self.data[self._order[i * self.m:(i + 1) * self.m]]
+
+    def _step(self, real):
+        """One training step and its statistics: losses, D's outputs and each weight
+        gradient's norm, as 0-d device arrays (no sync)."""
+        stats = self._train_step(real)
+        stats.update(weight_gradient_norms(self.gan))
+        return stats
+
+    def _end_interval(self, tally, epoch):
+        """The end of a logging interval: D's saturation measured now, the running means read
+        in one transfer, checked for divergence, logged (intervals.csv) and shown."""
+        point = saturation(self.gan, self.fixed_noise)              # measured now, not averaged
+        host = self._means(tally.sums, tally.count, point)          # one sync per interval
+        self._check_finite(host)
+        self._log_interval(host, tally.previous, tally.count, tally.interval_steps, epoch)
+        steps, samples_per_s = tally.end_interval(host, self.m)
+        self.reporter.interval(host, steps, samples_per_s)
+
+    def _epoch_row(self, tally):
+        """metrics.csv's row of the epoch just ended: the last interval's running means (the
+        epoch's means), lr, momentum, time, speed, and the sample quality when measured."""
+        seconds = tally.seconds()
+        row = {"epoch": self.epoch, "step": self.step, **tally.host,
+               "lr": self.gan.d_opt.current_lr, "momentum": self.gan.d_opt.momentum,
+               "seconds": seconds, "samples_per_s": tally.count * self.m / max(seconds, 1e-9)}
+        row.update(self._sample_quality(self.epoch))
+        return row
+
+    def _epoch_pictures(self):
+        """G's samples on the fixed noise, the curves, and the gradient-flow figures."""
+        cfg = self.cfg
         samples = self.be.to_numpy(self.gan.sample(len(self.fixed_noise), z=self.fixed_noise))
-        self.run_dir.epoch_pictures(epoch, samples, f"{cfg.dataset} ({cfg.objective}, {cfg.schedule})",
+        self.run_dir.epoch_pictures(self.epoch, samples,
+                                    f"{cfg.dataset} ({cfg.objective}, {cfg.schedule})",
                                     shape=IMAGE_SHAPES[cfg.dataset])
         self.run_dir.gradient_pictures(cfg.objective, f"{cfg.dataset} ({cfg.objective})")
-        self.save()
-        self.reporter.epoch_line(row, cfg.epochs, self._eta(seconds, count))
-        return row
 
     def _train_step(self, real):
         """gan.train_step(real), or its CUDA-graph replay with ``cuda_graph`` (captured at the
@@ -333,6 +361,37 @@ class Trainer:
         self.run_dir.nearest_neighbours(self.be.to_numpy(samples),
                                         self.images[self.be.to_numpy(idx)],
                                         shape=IMAGE_SHAPES[self.cfg.dataset], note=note)
+
+
+class _EpochTally:
+    """An epoch's bookkeeping: the running sums of the step statistics (device arrays), the
+    steps counted, the current logging interval's steps and start time, the last interval's
+    host means (``host``) and the one before (``previous``: (host, count), for the interval's
+    own means)."""
+
+    def __init__(self):
+        self.start = self.interval_start = time.perf_counter()
+        self.sums, self.count, self.interval_steps = None, 0, 0
+        self.host, self.previous = None, None
+
+    def add(self, stats):
+        self.sums = dict(stats) if self.sums is None else {k: self.sums[k] + v
+                                                            for k, v in stats.items()}
+        self.count += 1
+        self.interval_steps += 1
+
+    def end_interval(self, host, batch):
+        """Close the interval whose running means are ``host``: returns (its steps, its
+        samples per second) and starts the next one."""
+        now = time.perf_counter()
+        steps = self.interval_steps
+        speed = steps * batch / max(now - self.interval_start, 1e-9)
+        self.host, self.previous = host, (host, self.count)
+        self.interval_start, self.interval_steps = now, 0
+        return steps, speed
+
+    def seconds(self):
+        return time.perf_counter() - self.start
 
 
 _POINT_KEYS = frozenset(SATURATION_KEYS + (RATIO_KEY,))
