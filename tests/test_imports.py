@@ -285,3 +285,15 @@ def test_readme_layout_lists_every_module_and_the_reading_path():
         actual = (PKG / f"{m}.py").read_text().count("\n")
         assert abs(int(row[1]) - actual) <= 0.1 * actual, (m, row[1], actual)
     assert "under an hour" in layout
+
+
+def test_design_doc_tools_table_lists_every_tools_module():
+    """docs/design.md's tools table has a row for every module of tinygan/tools/, and names
+    no module that does not exist."""
+    import re
+    text = (PKG.parent / "docs" / "design.md").read_text()
+    table = text[text.index("**The tools**"):]
+    table = table[:table.index("\n\n", table.index("| module |"))]
+    rows = set(re.findall(r"^\| `tools/(\w+)\.py` \|", table, re.M))
+    modules = {p.stem for p in (PKG / "tools").glob("*.py")}
+    assert rows == modules, (sorted(modules - rows), sorted(rows - modules))
