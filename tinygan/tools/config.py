@@ -5,7 +5,8 @@
 
 :class:`TrainConfig` holds every setting of a run (saved in each checkpoint's meta, checked
 by schema.train_config when read back); :func:`build_networks` and :func:`build_gan` make the
-paper's G and D for its data set, on the fast path (the default) or the plain core.
+paper's G and D for its data set, on the fast path (the default) or the plain core;
+:func:`small_model_threads` gives a small model one BLAS thread (from :func:`largest_gemm`).
 """
 
 import dataclasses

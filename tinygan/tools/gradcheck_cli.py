@@ -25,7 +25,7 @@ from ..gradcheck import (DEFAULT_TOL, Row, check_discriminator_loss,
                          check_generator_loss, check_generator_through_discriminator,
                          check_module, max_error)
 from ..layers import Dropout, LeakyReLU, Linear, Maxout, ReLU, Sigmoid, Tanh
-from ..losses import OBJECTIVES, discriminator_loss, generator_loss
+from ..losses import OBJECTIVES
 from ..network import paper_discriminator, paper_generator
 from .. import losses as plain_losses
 from ..fast import losses as fast_losses

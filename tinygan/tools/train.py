@@ -222,7 +222,7 @@ class Trainer:
                 return None
             tally.add(self._step(self._batch(i)))
             if tally.interval_steps == self.cfg.log_every or i == self.steps_per_epoch - 1:
-                self._end_interval(tally, epoch - 1 + (i + 1) / self.steps_per_epoch)
+                self._end_interval(tally, epoch, i)
         self.reporter.close()
         self.epoch = epoch
         row = self._epoch_row(tally)
@@ -254,13 +254,15 @@ class Trainer:
         stats.update(weight_gradient_norms(self.gan))
         return stats
 
-    def _end_interval(self, tally, epoch):
-        """The end of a logging interval: D's saturation measured now, the running means read
-        in one transfer, checked for divergence, logged (intervals.csv) and shown."""
+    def _end_interval(self, tally, epoch, i):
+        """The end of a logging interval (after step ``i`` of ``epoch``): D's saturation
+        measured now, the running means read in one transfer, checked for divergence, logged
+        (intervals.csv, at the fractional epoch reached) and shown."""
         point = saturation(self.gan, self.fixed_noise)              # measured now, not averaged
         host = self._means(tally.sums, tally.count, point)          # one sync per interval
         self._check_finite(host)
-        self._log_interval(host, tally.previous, tally.count, tally.interval_steps, epoch)
+        self._log_interval(host, tally.previous, tally.count, tally.interval_steps,
+                           epoch - 1 + (i + 1) / self.steps_per_epoch)
         steps, samples_per_s = tally.end_interval(host, self.m)
         self.reporter.interval(host, steps, samples_per_s)
 
