@@ -24,8 +24,8 @@ refused unless --force.
 
 Scoring a GAN instead of training (--score-gan RUN): load the classifier saved in --out (its
 directory or checkpoint), load the GAN run from its run directory or checkpoint
-(tinygan.tools.train.load_run), draw --n-samples images from its noise prior
-(tinygan.tools.train.sample_images) and print tinygan.tools.metrics.sample_quality against the
+(tinygan.tools.rundir.load_run), draw --n-samples images from its noise prior
+(tinygan.tools.rundir.sample_images) and print tinygan.tools.metrics.sample_quality against the
 classifier's held-out images (for --split test: test digits 8,000-9,999), next to the same
 scores for real images (the classifier's training images) as a reference. The data set, split
 and limit come from the classifier's checkpoint:
@@ -47,9 +47,9 @@ from tinygan.tools.cli import (Parser, non_negative_int, positive_float, positiv
                                report_error, unit_float)
 from tinygan.backend import BACKENDS, get_backend  # noqa: E402
 from tinygan.tools.checkpoint import checkpoint_exists, save_checkpoint  # noqa: E402
-from tinygan.tools.train import load_run, sample_images  # noqa: E402
+from tinygan.tools.rundir import load_run, sample_images  # noqa: E402
 from tinygan.tools.classifier import Classifier, fit, load_classifier  # noqa: E402
-from tinygan.tools.commands import add_download_flags, download_setting  # noqa: E402
+from tinygan.tools.cli import add_download_flags, download_setting  # noqa: E402
 from tinygan.tools.data import load_mnist  # noqa: E402
 from tinygan.errors import ConfigError, TinyGANError  # noqa: E402
 from tinygan.tools.metrics import sample_quality  # noqa: E402

@@ -296,7 +296,7 @@ def test_sample_output_paths_are_checked_alike(tmp_path, fake_data):
 
 # --- case 16: --no-progress keeps the plain lines; no carriage returns in a log ---------------
 def test_no_progress_keeps_the_plain_lines(capsys):
-    from tinygan.tools.train import ProgressReporter
+    from tinygan.tools.progress import ProgressReporter
     rep = ProgressReporter(enabled=False, tty=True, every_s=0)
     rep.start_epoch(1, 2, 10)
     rep.interval({"d_loss": 1.0, "g_loss": 2.0, "d_real": 0.5, "d_fake": 0.5}, 2, 100.0)

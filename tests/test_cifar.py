@@ -370,7 +370,8 @@ def test_example_usage_errors():
 
 
 def test_trainer_takes_unbounded_cifar_but_not_mnist(tmp_path):
-    from tinygan.tools.train import TrainConfig, Trainer
+    from tinygan.tools.config import TrainConfig
+    from tinygan.tools.train import Trainer
     x = np.random.default_rng(0).normal(0, 1, (20, 3072)).astype(np.float32)
     cfg = TrainConfig.paper("cifar10", batch_size=10, hidden=8, units=4, out=str(tmp_path / "c"))
     assert cfg.lr == 0.025 and cfg.momentum == 0.5 and cfg.final_momentum == 0.7

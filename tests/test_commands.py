@@ -135,12 +135,12 @@ def test_cifar_data_dir_never_downloads(tmp_path, monkeypatch):
 @needs_mnist
 def test_small_model_trains_with_one_blas_thread(tmp_path, monkeypatch, capsys):
     pytest.importorskip("threadpoolctl")
-    from tinygan.tools import commands, threads, train
+    from tinygan.tools import commands, config, threads, train
     seen = []
     monkeypatch.setattr(train.Trainer, "run", lambda self: seen.append(threads.blas_info()))
     assert commands.train(SMALL + ["--max-steps", "1", "--out", str(tmp_path / "r")]) == 0
     assert seen and all(i["num_threads"] == 1 for i in seen[0])
-    assert threads.threads_for(train.largest_gemm(train.TrainConfig())) is None   # paper size
+    assert threads.threads_for(config.largest_gemm(config.TrainConfig())) is None   # paper size
     assert threads.threads_for(threads.mlp_gemm([16, 128, 128, 2], 640)) == 1        # modes_2d
 
 
@@ -356,7 +356,7 @@ def test_every_flag_has_help_and_shows_its_default():
 
 # --- point 11: progress off a terminal, labelled Figure 2 on an interrupt -----------------------
 def test_progress_without_a_tty_prints_plain_lines(capsys):
-    from tinygan.tools.train import ProgressReporter, format_duration
+    from tinygan.tools.progress import ProgressReporter, format_duration
     rep = ProgressReporter(enabled=True, tty=False, every_s=0)
     rep.start_epoch(3, 100, 10)
     host = {"d_loss": 1.0, "g_loss": 2.0, "d_real": 0.5, "d_fake": 0.5}
@@ -369,13 +369,13 @@ def test_progress_without_a_tty_prints_plain_lines(capsys):
 
 
 def test_interrupted_run_writes_labelled_nearest_neighbours(tmp_path, monkeypatch):
-    from tinygan.tools import plot, train
+    from tinygan.tools import config, plot, rundir, train
     titles = []
     real = plot.save_nearest_neighbour_grid
-    monkeypatch.setattr(train, "save_nearest_neighbour_grid",
+    monkeypatch.setattr(rundir, "save_nearest_neighbour_grid",
                         lambda *a, **k: titles.append(k.get("title")) or real(*a, **k))
     x = np.random.default_rng(0).random((40, 784), dtype=np.float32)
-    cfg = train.TrainConfig(batch_size=10, epochs=3, hidden=8, units=4, out=str(tmp_path / "r"))
+    cfg = config.TrainConfig(batch_size=10, epochs=3, hidden=8, units=4, out=str(tmp_path / "r"))
     t = train.Trainer(cfg, x, progress=False)
     step = t.gan.train_step
 

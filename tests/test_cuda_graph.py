@@ -214,7 +214,8 @@ def test_trainer_with_cuda_graph_trains_on_the_emulation(emulated, tmp_path):
 
 def trainer_with_cuda_graph_trains(tmp_path):
     """The training loop with cuda_graph: steps counted, stats finite, checkpoint written."""
-    from tinygan.tools.train import TrainConfig, Trainer
+    from tinygan.tools.config import TrainConfig
+    from tinygan.tools.train import Trainer
     be = get_backend("cupy", seed=0)
     images = np.random.default_rng(0).random((60, 784), dtype=np.float32)
     cfg = TrainConfig(epochs=2, batch_size=10, out=str(tmp_path / "run"), n_fixed_samples=4,

@@ -170,7 +170,8 @@ def test_backend_permutation_on_numpy_is_numpys():
 
 def test_training_loop_syncs_once_per_interval(cupy, tmp_path):
     """The loop read its four running means with four float() calls: four syncs per interval."""
-    from tinygan.tools.train import TrainConfig, Trainer
+    from tinygan.tools.config import TrainConfig
+    from tinygan.tools.train import Trainer
     images = np.random.default_rng(0).random((60, 784), dtype=np.float32)
     cfg = TrainConfig(epochs=2, batch_size=10, out=str(tmp_path / "run"), n_fixed_samples=4,
                       log_every=2)
@@ -196,7 +197,7 @@ PER_EPOCH_SYNCS = 30
 @pytest.mark.parametrize("objective", ["nonsaturating", "minimax"])
 @pytest.mark.parametrize("fast", [True, False], ids=["fast", "plain"])
 def test_train_step_makes_no_host_sync_and_no_upload(cupy, schedule, k, objective, fast):
-    from tinygan.tools.train import TrainConfig, build_gan
+    from tinygan.tools.config import TrainConfig, build_gan
     be = get_backend("cupy", seed=0)
     gan = build_gan(TrainConfig(batch_size=8, schedule=schedule, k=k, objective=objective), be,
                     np.full(784, 0.13), fast=fast)

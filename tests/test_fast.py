@@ -232,7 +232,8 @@ TODAYS_NAMES = ["G/0.W", "G/0.b", "G/2.W", "G/2.b", "G/4.W", "G/4.b", "D/1.W", "
 @pytest.mark.parametrize("path", ["plain", "fast"])
 def test_a_checkpoint_of_todays_format_loads_on_both_paths(tmp_path, path):
     from tinygan.tools.checkpoint import load_checkpoint, save_checkpoint
-    from tinygan.tools.train import TrainConfig, build_gan, load_gan_arrays
+    from tinygan.tools.config import TrainConfig, build_gan
+    from tinygan.tools.schema import load_gan_arrays
     cfg = TrainConfig(hidden=6, units=3)
     shapes = {"G/0.W": (100, 6), "G/0.b": (6,), "G/2.W": (6, 6), "G/2.b": (6,), "G/4.W": (6, 784),
               "G/4.b": (784,), "D/1.W": (784, 15), "D/1.b": (15,), "D/3.W": (3, 15),
@@ -255,5 +256,5 @@ def test_a_checkpoint_of_todays_format_loads_on_both_paths(tmp_path, path):
         np.testing.assert_array_equal(state["velocity"], arrays[f"opt_{prefix[0]}/velocity"])
         assert state["t"] == 300 and state["momentum"] == 0.6
     # and it saves back in the same format
-    from tinygan.tools.train import gan_arrays
+    from tinygan.tools.schema import gan_arrays
     assert sorted(gan_arrays(gan, np.asarray)) == sorted(TODAYS_NAMES)

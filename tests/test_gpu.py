@@ -125,7 +125,8 @@ def test_training_step_matches_numpy(pair, objective, path):
 
 
 def test_checkpoint_from_cupy_loads_on_numpy_and_back(tmp_path):
-    from tinygan.tools.train import TrainConfig, Trainer
+    from tinygan.tools.config import TrainConfig
+    from tinygan.tools.train import Trainer
     images = np.random.default_rng(0).random((100, 784), dtype=np.float32)
     cfg = TrainConfig(epochs=1, batch_size=20, out=str(tmp_path / "run"), max_steps=3,
                       n_fixed_samples=8, log_every=1)

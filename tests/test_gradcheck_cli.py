@@ -1,4 +1,4 @@
-"""The gradient-check command (python -m tinygan.gradcheck) and the gradient notes (docs/gradients.md).
+"""The gradient-check command (python -m tinygan gradcheck) and the gradient notes (docs/gradients.md).
 
 The command must check every layer class the library defines, report a broken backward as FAIL
 with exit status 1, and the notes' links must point at the code and tests they name.
@@ -225,11 +225,23 @@ def test_checks_leave_dropout_as_they_found_it():
 
 def test_help():
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    res = subprocess.run([sys.executable, "-m", "tinygan.gradcheck", "--help"], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=60)
+    res = subprocess.run([sys.executable, "-m", "tinygan", "gradcheck", "--help"], cwd=REPO,
+                         env=env, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
+    assert "python -m tinygan gradcheck" in res.stdout or "tinygan gradcheck" in res.stdout
     for opt in ("--layer", "--dtype", "--seed", "--tol", "--full"):
         assert opt in res.stdout
+
+
+def test_the_core_module_names_the_command_without_importing_the_tools():
+    """Issue 23: ``python -m tinygan.gradcheck`` (the core library run as a script) no longer
+    imports the tools' command (that import was a cycle); it says, on one line, what the
+    command is, and exits non-zero."""
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    res = subprocess.run([sys.executable, "-m", "tinygan.gradcheck", "--layer", "linear"],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1 and res.stdout == ""
+    assert res.stderr.strip() == "the command is: python -m tinygan gradcheck (or tinygan gradcheck)"
 
 
 # --- docs/gradients.md: every relative link resolves, every line anchor names its function -----
@@ -303,7 +315,7 @@ def test_doc_covers_every_layer_backward_and_check():
         assert name in linked, name
     text = DOC.read_text()
     items = check_items()
-    commands = re.findall(r"python -m tinygan\.gradcheck --layer (\w+)", text)
+    commands = re.findall(r"python -m tinygan gradcheck --layer (\w+)", text)
     assert {c.lower() for c in commands} >= set(items)
     for c in commands:
         assert c.lower() in items, c

@@ -1,5 +1,5 @@
 """Seeing the gradients (issue 18): the logged gradient norms, D's saturation, G's gradient
-field in 2-D, and ``python -m tinygan.gradcheck --explain``.
+field in 2-D, and ``python -m tinygan gradcheck --explain``.
 
 Each measured number is checked against the same quantity computed another way: a logged
 layer norm against the norm of that step's gradient buffer, the saturation fraction and both
@@ -25,7 +25,8 @@ from tinygan.tools.plot import read_history
 
 
 def tiny_trainer(tmp_path, log_every, backend=None, **kw):
-    from tinygan.tools.train import TrainConfig, Trainer
+    from tinygan.tools.config import TrainConfig
+    from tinygan.tools.train import Trainer
     images = np.random.default_rng(0).random((40, 784), dtype=np.float32)
     cfg = TrainConfig(epochs=2, batch_size=10, hidden=16, units=8, n_fixed_samples=6,
                       log_every=log_every, out=str(tmp_path / "run"), **kw)
@@ -179,7 +180,7 @@ def test_the_two_objectives_arrows_differ_by_d_over_one_minus_d():
 # --- no host sync: the CuPy emulation's counter ------------------------------------------------
 def test_gradient_measurements_make_no_host_sync():
     from tinygan.testing import cupy_emulation as emu
-    from tinygan.tools.train import TrainConfig, build_gan
+    from tinygan.tools.config import TrainConfig, build_gan
     with emu.installed(14) as cupy:
         be = get_backend("cupy", seed=0)
         gan = build_gan(TrainConfig(batch_size=8, hidden=16, units=8), be, np.full(784, 0.13))

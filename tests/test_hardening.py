@@ -380,7 +380,8 @@ JSON_VALUES = st.recursive(
 @pytest.fixture(scope="module")
 def fuzz_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("schema")
-    from tinygan.tools.train import Trainer, TrainConfig
+    from tinygan.tools.config import TrainConfig
+    from tinygan.tools.train import Trainer
     cfg = TrainConfig(epochs=1, batch_size=20, hidden=8, units=4, out=str(tmp / "run"),
                       n_fixed_samples=4, max_steps=1)
     images = np.random.default_rng(0).random((40, 784), dtype=np.float32)
@@ -395,7 +396,8 @@ def test_fuzz_run_meta(fuzz_run, data):
     """150 resealed edits of a run's meta (a key dropped or renamed, any JSON value at any
     place): load_run and Trainer.resume load it or raise CheckpointError, nothing else; and
     nothing is allocated beyond what the arrays hold."""
-    from tinygan.tools.train import Trainer, load_run
+    from tinygan.tools.rundir import load_run
+    from tinygan.tools.train import Trainer
     base, text, images, cfg = fuzz_run
     rec = json.loads(text)
     node, key = rec["meta"], None
@@ -426,14 +428,14 @@ def test_fuzz_run_meta(fuzz_run, data):
 SLOW_WINDOW = """
 import sys, time
 sys.path.insert(0, sys.argv[1])
-from tinygan.tools import train
+from tinygan.tools import rundir
 name = {"save": "save_checkpoint", "figure": "nearest_neighbours"}[sys.argv[2]]
-original = getattr(train.RunDirectory, name)
+original = getattr(rundir.RunDirectory, name)
 def slow(self, *args, **kwargs):      # hold the window open so the signal lands inside it
     print("WINDOW", flush=True)
     time.sleep(2)
     return original(self, *args, **kwargs)
-setattr(train.RunDirectory, name, slow)
+setattr(rundir.RunDirectory, name, slow)
 import mnist
 sys.exit(mnist.main(sys.argv[3:]))
 """

@@ -10,7 +10,8 @@ import pytest
 from tinygan import get_backend
 from tinygan.tools.checkpoint import load_checkpoint, save_checkpoint
 from tinygan.errors import CheckpointError, ConfigError, TrainingDiverged
-from tinygan.tools.train import TrainConfig, Trainer
+from tinygan.tools.config import TrainConfig
+from tinygan.tools.train import Trainer
 
 
 def images(n=100, seed=0):
@@ -204,7 +205,7 @@ def test_previous_checkpoint_is_the_epoch_before(tmp_path):
 def test_load_run_from_every_form_of_path(tmp_path):
     """load_run takes the run directory, the checkpoint prefix, the .npz or the .json, and gives
     back the GAN as saved (G, D, optimizer state) with its TrainConfig."""
-    from tinygan.tools.train import load_run, sample_images
+    from tinygan.tools.rundir import load_run, sample_images
     t = Trainer(config(tmp_path, max_steps=3), images(), progress=False)
     t.run()
     out = tmp_path / "run"

@@ -14,7 +14,7 @@ To check a layer or network, L = sum(forward(x) * dy) for a fixed random dy, so 
 backward(dy) must return dL/dx and write dL/dparams. Dropout masks are frozen after the
 first forward so every evaluation sees the same function (and unfrozen afterwards).
 
-From the shell, ``python -m tinygan.gradcheck`` checks every layer class in
+From the shell, ``python -m tinygan gradcheck`` checks every layer class in
 ``layers.LAYER_CLASSES``, both losses, G, D and G through D, one table each, and exits 1 if any
 row fails (``--help`` for the options); that command lives with the tools, in
 tinygan/tools/gradcheck_cli.py. The derivations are in docs/gradients.md.
@@ -211,7 +211,5 @@ def _unravel(i, shape):
     return tuple(reversed(index))
 
 
-if __name__ == "__main__":      # python -m tinygan.gradcheck: the command lives with the tools
-    import sys
-    from .tools.gradcheck_cli import main
-    sys.exit(main())
+if __name__ == "__main__":      # the command lives with the tools; the core never imports them
+    raise SystemExit("the command is: python -m tinygan gradcheck (or tinygan gradcheck)")

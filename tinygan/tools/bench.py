@@ -54,7 +54,7 @@ from ..errors import BackendError, ConfigError, TinyGANError
 from .cli import Parser, positive_int, report_error
 from .files import atomic_write
 from .threads import blas_info, coretype_override
-from .train import TrainConfig, build_gan
+from .config import TrainConfig, build_gan
 
 NOISE, HIDDEN, PIXELS, UNITS, PIECES = 100, 1200, 784, 240, 5
 # the paper's fully-connected models (mnist.yaml, cifar10_fully_connected.yaml); g_out is G's

@@ -23,7 +23,7 @@ the new .json are moved into place with ``os.replace``. So whenever the process 
 (SIGKILL included) the current pair or the prev pair is consistent; a mix of old
 .json and new .npz fails the hash check and ``load_checkpoint`` falls back to the
 prev pair with a warning. Directories are fsynced too, so power loss is covered on
-filesystems that honour fsync. One writer per path at a time (train.RunDirectory holds a
+filesystems that honour fsync. One writer per path at a time (rundir.RunDirectory holds a
 lock for it); a save that fails removes its temp files, and :func:`remove_leftovers` clears
 those a killed process left behind.
 """
@@ -132,7 +132,7 @@ def _temp_files(base):
 
 def remove_leftovers(path):
     """Remove the temp files a save killed mid-way left beside the checkpoint at ``path``
-    (only safe while no other process saves there: train.RunDirectory holds the lock)."""
+    (only safe while no other process saves there: rundir.RunDirectory holds the lock)."""
     for tmp in _temp_files(_base(path)):
         try:
             os.remove(tmp)

@@ -1,4 +1,5 @@
-"""Command-line helpers shared by the examples: one-line usage errors and checked numbers.
+"""Command-line helpers shared by the commands and the examples: one-line usage errors, checked
+numbers, printable paths, and the --download / --no-download flags of every data-reading command.
 
 argparse's own error prints the usage and the message on two lines; :class:`Parser` prints
 one line (and exits with status 2), as every tinygan command does for bad usage.
@@ -104,3 +105,17 @@ def report_error(prog, exc):
     """Print ``prog: error: <message on one line>`` to stderr; return exit status 1."""
     print(printable(f"{prog}: error: {' '.join(str(exc).split())}"), file=sys.stderr)
     return 1
+
+
+def add_download_flags(p):
+    """--download / --no-download, the same in every command that reads a data set."""
+    dl = p.add_mutually_exclusive_group()
+    dl.add_argument("--download", action="store_true",
+                    help="download missing data files into the cache, even with --data-dir")
+    dl.add_argument("--no-download", action="store_true",
+                    help="never download (as TINYGAN_OFFLINE=1): a missing file is an error")
+
+
+def download_setting(args):
+    """load_mnist / load_cifar10's ``download``: True, False or None (automatic)."""
+    return True if args.download else (False if args.no_download else None)

@@ -17,7 +17,8 @@ Exit status: 0 done (or interrupted with a checkpoint saved), 1 error, 2 bad usa
 import sys
 from pathlib import Path
 
-from .cli import Parser, non_negative_int, positive_float, positive_int, printable, report_error
+from .cli import (Parser, add_download_flags, download_setting, non_negative_int, positive_float,
+                  positive_int, printable, report_error)
 from ..backend import BACKENDS
 from ..errors import BackendError, CheckpointError, ConfigError, TinyGANError
 from ..gan import SCHEDULES
@@ -40,7 +41,7 @@ CIFAR_DATA_HELP = ("directory holding the CIFAR-10 .bin files (or its cifar-10-b
                    "(default: $TINYGAN_DATA, the cache ~/.cache/tinygan/cifar10, then a "
                    "download)")
 # what differs between the scripts: prog, description, data sets, two help texts (the lr and
-# out defaults follow the data set: tinygan.tools.train.PAPER_DEFAULTS)
+# out defaults follow the data set: tinygan.tools.config.PAPER_DEFAULTS)
 SPECS = {
     "mnist": {"prog": "mnist.py", "description": TRAIN_DESCRIPTION,
               "datasets": ("mnist", "fashion-mnist"), "lr": 0.1, "out": "runs/mnist",
@@ -75,17 +76,8 @@ DEFAULTS = {"split": "train", "limit": 0, "epochs": 100, "max_steps": 0, "batch_
 
 def paper_default(dataset, key):
     """lr and out of the paper's run on ``dataset``."""
-    from .train import PAPER_DEFAULTS
+    from .config import PAPER_DEFAULTS
     return {"lr": 0.1, "out": "runs/mnist", **PAPER_DEFAULTS.get(dataset, {})}[key]
-
-
-def add_download_flags(p):
-    """--download / --no-download, the same in every command that reads a data set."""
-    dl = p.add_mutually_exclusive_group()
-    dl.add_argument("--download", action="store_true",
-                    help="download missing data files into the cache, even with --data-dir")
-    dl.add_argument("--no-download", action="store_true",
-                    help="never download (as TINYGAN_OFFLINE=1): a missing file is an error")
 
 
 def train_parser(spec=SPECS["mnist"]):
@@ -186,7 +178,7 @@ def resumed_settings(args):
     """``args`` with the settings of the checkpoint in ``args.out`` where no flag was given.
     A given flag of MUST_AGREE that differs is a ConfigError naming it. Returns ``(args, meta)``."""
     from .checkpoint import load_checkpoint
-    from .train import checkpoint_path
+    from .checkpoint import checkpoint_path
     try:
         path = checkpoint_path(args.out)
     except CheckpointError:
@@ -232,11 +224,6 @@ def clear_run(out):
             path.unlink()
 
 
-def download_setting(args):
-    """load_mnist / load_cifar10's ``download``: True, False or None (automatic)."""
-    return True if args.download else (False if args.no_download else None)
-
-
 def train(argv=None, spec=SPECS["mnist"]):
     """The training command; returns the exit status."""
     args = parse_train_args(argv, spec)
@@ -246,7 +233,8 @@ def train(argv=None, spec=SPECS["mnist"]):
         from .checkpoint import checkpoint_exists
         from .data import resolve_data_dir
         from .runlock import lock_directory
-        from .train import Trainer, TrainConfig, load_training_images, small_model_threads
+        from .config import TrainConfig, small_model_threads
+        from .train import Trainer, load_training_images
         lock_directory(args.out)    # one writer per --out, held to the end (before any check)
         meta = None
         if args.resume:
@@ -331,7 +319,8 @@ def sample(argv=None, prog="tinygan sample"):
         from ..backend import get_backend
         from .files import atomic_write
         from .plot import save_sample_grid
-        from .train import IMAGE_SHAPES, load_run, sample_images
+        from .config import IMAGE_SHAPES
+        from .rundir import load_run, sample_images
         for path, suffix in ((args.png, ".png"), (args.npy, ".npy")):
             check_output_file(path, suffix, "--" + suffix[1:])
         be = get_backend(args.backend, seed=args.seed)

@@ -22,10 +22,10 @@ import os
 
 import numpy as np
 
-from .cli import Parser, positive_int, non_negative_int, report_error
+from .cli import Parser, add_download_flags, download_setting, non_negative_int, positive_int, report_error
 from ..backend import BACKENDS, get_backend
 from .files import atomic_write
-from .train import load_run, sample_images
+from .rundir import load_run, sample_images
 from .data import load_mnist
 from ..errors import ConfigError, TinyGANError
 from .evaluate import parzen_evaluate
@@ -109,7 +109,6 @@ def main(argv=None, prog="evaluate.py"):
                    help="where the data files are, as for tinygan train (default: the run's "
                         "own --data-dir, else $TINYGAN_DATA, the cache ~/.cache/tinygan, then "
                         "a download)")
-    from .commands import add_download_flags, download_setting
     add_download_flags(p)
     p.add_argument("--samples", type=positive_int, default=10000, help="samples drawn from G")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the samples")
@@ -154,7 +153,7 @@ def main(argv=None, prog="evaluate.py"):
         if args.json:
             atomic_write(args.json, lambda f: f.write(json.dumps(report, indent=1).encode()))
         if args.interpolation:
-            from .train import IMAGE_SHAPES
+            from .config import IMAGE_SHAPES
             shape = IMAGE_SHAPES.get(cfg.dataset, (28, 28))
             print(f"interpolation: {interpolation(gan, args.interpolation, shape=shape)}")
     except (TinyGANError, OSError) as exc:

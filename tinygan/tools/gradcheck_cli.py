@@ -1,4 +1,4 @@
-"""The command ``python -m tinygan.gradcheck`` (also ``python -m tinygan.tools.gradcheck_cli``):
+"""The command ``python -m tinygan gradcheck`` (or ``tinygan gradcheck``):
 every hand-written gradient checked against central differences, one table per check.
 
 The checks themselves are the study core's library, tinygan/gradcheck.py; this module holds
@@ -25,7 +25,7 @@ from ..gradcheck import (DEFAULT_TOL, Row, check_discriminator_loss,
                          check_generator_loss, check_generator_through_discriminator,
                          check_module, max_error)
 from ..layers import Dropout, LeakyReLU, Linear, Maxout, ReLU, Sigmoid, Tanh
-from ..losses import OBJECTIVES, discriminator_loss, generator_loss
+from ..losses import OBJECTIVES
 from ..network import paper_discriminator, paper_generator
 from .. import losses as plain_losses
 from ..fast import losses as fast_losses
@@ -459,7 +459,7 @@ def explain_main(args):
     return status
 
 
-def _parser(prog="python -m tinygan.gradcheck"):
+def _parser(prog="python -m tinygan gradcheck"):
     p = argparse.ArgumentParser(
         prog=prog,
         description="Check every hand-written gradient in tinygan against central differences: "
@@ -502,7 +502,7 @@ def _resolve(name, choices):
     return key if key in choices else None
 
 
-def main(argv=None, prog="python -m tinygan.gradcheck"):
+def main(argv=None, prog="python -m tinygan gradcheck"):
     """The command line; returns the exit status (0 all pass, 1 a row failed, 2 bad usage)."""
     args = _parser(prog).parse_args(argv)
     if args.explain:

@@ -1,6 +1,6 @@
 """One writer per output directory: an exclusive ``fcntl.flock`` on ``<dir>/.tinygan.lock``.
 
-A run (train.RunDirectory) or a classifier training (examples/train_classifier.py) takes the
+A run (rundir.RunDirectory) or a classifier training (examples/train_classifier.py) takes the
 lock before it writes anything and holds it until the process ends; the OS releases it when
 the process dies, however it dies, so a stale lock file never blocks anyone. A second process
 asking for the same directory is refused at once with ConfigError naming the holder's PID

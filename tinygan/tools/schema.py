@@ -7,9 +7,12 @@ claim the arrays do not back (a ``noise_dim`` of 10^9 is refused before any netw
 Both validators are passed to ``load_checkpoint(path, validate=...)``: a checkpoint that
 fails them is refused with one CheckpointError line, and the previous one is tried.
 
-    run_validator(complete)   a training run (train.Trainer, train.load_run): meta keys
+    run_validator(complete)   a training run (train.Trainer, rundir.load_run): meta keys
                               RUN_META_KEYS, config = TrainConfig's fields
     validate_classifier       a classifier (classifier.load_classifier)
+
+The names of a run's arrays are here too (the one place that knows them): gan_arrays writes
+them, load_gan_arrays reads them back, gan_shapes gives their shapes from the configuration.
 """
 
 import dataclasses
@@ -19,6 +22,7 @@ import numpy as np
 
 from ..errors import CheckpointError, ConfigError
 from .checkpoint import WrongKind
+from .config import TrainConfig
 
 RUN_META_KEYS = ("config", "step", "epoch")                      # required
 RUN_META_OPTIONAL = ("backend", "rng_state", "tinygan_version")
@@ -71,7 +75,6 @@ def _shapes(what, arrays, expected):
 def train_config(config):
     """The TrainConfig a checkpoint's ``config`` describes: TrainConfig's fields only (a
     missing one takes its default), each of its type and in range (CheckpointError otherwise)."""
-    from .train import TrainConfig
     fields = {f.name: type(f.default) for f in dataclasses.fields(TrainConfig)}
     _keys("meta 'config'", config, (), fields)
     config = {**dataclasses.asdict(TrainConfig()), **config}
@@ -99,7 +102,7 @@ def train_config(config):
 
 
 def gan_shapes(cfg):
-    """{array name: shape} of a full run checkpoint for ``cfg`` (as train.gan_arrays and
+    """{array name: shape} of a full run checkpoint for ``cfg`` (as gan_arrays and
     Trainer.state_arrays name them), computed without building anything."""
     cifar = cfg.dataset == "cifar10"
     nd, d_x = cfg.noise_dim, 3072 if cifar else 784
@@ -208,3 +211,29 @@ def validate_classifier(arrays, meta):
         expected[f"net/{3 * i}.W"], expected[f"net/{3 * i}.b"] = (a, b), (b,)
     _shapes("the classifier's", arrays, expected)
     _finite_arrays(arrays)
+
+
+# --- the checkpoint schema: the one place that knows it ----------------------------------------
+# arrays  "G/<name>", "D/<name>"        the networks' parameters (Sequential.state())
+#         "opt_G/<name>", "opt_D/<name>"  the optimizers' state (Optimizer.state())
+#         "fixed_noise"                  the noise behind the per-epoch sample grids
+# meta    "config" (TrainConfig as a dict), "step", "epoch", "backend", "rng_state",
+#         "tinygan_version"
+
+def gan_arrays(gan, to_numpy):
+    """{name: host array} of G, D and both optimizers, named as the schema above says."""
+    parts = (("G/", gan.G.state()), ("D/", gan.D.state()),
+             ("opt_G/", gan.g_opt.state()), ("opt_D/", gan.d_opt.state()))
+    return {prefix + k: to_numpy(v) for prefix, state in parts for k, v in state.items()}
+
+
+def load_gan_arrays(gan, arrays, generator_only=False):
+    """Restore G, D and both optimizers from ``arrays`` named as :func:`gan_arrays` names them.
+    ``generator_only``: G is required, D and the optimizers are restored when present (a
+    checkpoint kept for sampling may hold G alone)."""
+    def part(prefix):
+        return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+    gan.G.load_state(part("G/"))
+    for prefix, target in (("D/", gan.D), ("opt_G/", gan.g_opt), ("opt_D/", gan.d_opt)):
+        if not generator_only or part(prefix):
+            target.load_state(part(prefix))

@@ -1,26 +1,15 @@
 """The training loop: epochs of minibatches, progress, logs, pictures, checkpoints, resume.
 
-    cfg = TrainConfig(epochs=5, out="runs/mnist")
+    cfg = TrainConfig(epochs=5, out="runs/mnist")  # tools/config.py
     trainer = Trainer(cfg, train_images)          # host float32 (N, 784) in [0, 1]
     # CIFAR-10: TrainConfig.paper("cifar10", ...) and load_training_images("cifar10", "train")
     trainer.run()                                 # or Trainer.resume(cfg, images).run()
 
-What a run leaves in ``cfg.out``:
-    metrics.csv              one row per epoch: losses, D outputs, gradient norms, D's
-                             saturation, lr, momentum, seconds
-    intervals.csv            one row per logging interval: the same means over the interval
-    gradients.png            each layer's weight-gradient norm in G and D, and ||dL_G/dx||
-    saturation.png           D(G(z)) < 0.01 and both objectives' gradients at G's output
-    samples/epoch_NNNN.png   G on a fixed noise batch, after each epoch
-    curves.png               losses and D outputs against epoch
-    nearest_neighbours.png   final samples, each beside its nearest training image (Figure 2)
-    checkpoint.npz/.json     parameters, optimizer state, step, epoch, rng state, config
-    checkpoint.prev.*        the checkpoint before it (kept by checkpoint.py for crash safety)
-
-Three parts: :class:`Trainer` is the loop (epochs, steps, resume, Ctrl-C); :class:`RunDirectory`
-owns the paths and every file written (checkpoint, metrics log, figures); :class:`ProgressReporter`
-is what a person watching sees (progress bar, one line per epoch). The checkpoint schema and
-:func:`load_run` (a run from its directory or any checkpoint path) are here too.
+:class:`Trainer` is the loop (epochs, steps, resume, Ctrl-C). Around it, each in its module:
+the settings and the builders (config.py: TrainConfig, build_gan), the run's directory and
+every file written there (rundir.py: RunDirectory, load_run; its list of files), the
+checkpoint's schema (schema.py), what a person watching sees (progress.py) and Ctrl-C
+(signals.py).
 
 The loop copies device values to the host once per logging interval (``log_every`` steps)
 and at the end of each epoch, never inside a training step.
@@ -43,312 +32,17 @@ import numpy as np
 
 from .. import __version__
 from ..backend import get_backend
+from ..errors import BackendError, CheckpointError, ConfigError, TrainingDiverged
+from .checkpoint import check_compatible, checkpoint_exists, load_checkpoint
+from .classifier import load_classifier
 from .cli import printable
-from .checkpoint import (check_compatible, checkpoint_exists, checkpoint_path,  # noqa: F401
-                         load_checkpoint, remove_leftovers, save_checkpoint)
-from ..errors import (BackendError, CheckpointError, ConfigError, TrainingDiverged, check_choice,
-                      check_int, check_positive)
+from .config import IMAGE_SHAPES, build_gan
 from .evaluate import nearest_neighbours
-from .gradflow import (RATIO_KEY, SATURATION_KEYS, gradient_ratio, save_gradient_flow,
-                       save_saturation, saturation, weight_gradient_norms)
-from .. import fast as fastpath
-from ..gan import check_settings
-from ..optim import ExponentialDecay, MomentumRamp
-from .runlock import lock_directory
+from .gradflow import RATIO_KEY, SATURATION_KEYS, gradient_ratio, saturation, weight_gradient_norms
+from .progress import ProgressReporter
+from .rundir import RunDirectory
+from .schema import gan_arrays, load_gan_arrays, run_validator
 from .signals import DeferredInterrupt
-from .schema import run_validator, train_config
-from .plot import (append_history, read_history, save_loss_curves, save_nearest_neighbour_grid,
-                   save_sample_grid)
-
-
-DATASETS = ("mnist", "fashion-mnist", "cifar10")
-IMAGE_SHAPES = {"mnist": (28, 28), "fashion-mnist": (28, 28), "cifar10": (3, 32, 32)}
-# the paper's settings that differ from its MNIST run (cifar10_fully_connected.yaml)
-PAPER_DEFAULTS = {"cifar10": {"lr": 0.025, "out": "runs/cifar10"}}
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    """Settings of a run; the defaults are the paper's MNIST run (README, "Train the paper's
-    MNIST model"). ``TrainConfig.paper("cifar10", ...)`` gives the paper's CIFAR-10 run (lr 0.025)."""
-    epochs: int = 100
-    batch_size: int = 100
-    objective: str = "nonsaturating"
-    schedule: str = "simultaneous"
-    k: int = 1
-    lr: float = 0.1
-    lr_decay: float = 1.000004
-    min_lr: float = 1e-6
-    momentum: float = 0.5
-    final_momentum: float = 0.7
-    momentum_start: int = 1
-    momentum_saturate: int = 250
-    noise_dim: int = 100
-    seed: int = 0
-    backend: str = "numpy"
-    out: str = "runs/mnist"
-    log_every: int = 50
-    n_fixed_samples: int = 100
-    dataset: str = "mnist"
-    split: str = "train"
-    limit: int = 0
-    max_steps: int = 0          # stop after this many steps in total (0: no limit)
-    classifier: str = ""        # a classifier checkpoint: log sample-quality metrics (metrics.py)
-    metrics_every: int = 1      # ... every this many epochs
-    data_dir: str = ""          # where the images came from ("": the default search order)
-    metrics_samples: int = 2000
-    hidden: int = 0             # G's hidden width; 0: the paper's (1200 MNIST, 8000 CIFAR-10)
-    units: int = 0              # D's maxout units; 0: the paper's (240 MNIST, 1600 CIFAR-10)
-
-    @classmethod
-    def paper(cls, dataset="mnist", **overrides):
-        """The paper's settings for ``dataset``, with ``overrides`` on top."""
-        return cls(**{"dataset": dataset, **PAPER_DEFAULTS.get(dataset, {}), **overrides})
-
-    def validate(self):
-        """Raise ConfigError naming the first bad setting."""
-        for name in ("epochs", "batch_size", "k", "noise_dim", "log_every", "n_fixed_samples",
-                     "metrics_every", "metrics_samples"):
-            check_int(name.replace("_", "-"), getattr(self, name))
-        for name in ("limit", "max_steps", "seed", "hidden", "units"):
-            check_int(name.replace("_", "-"), getattr(self, name), minimum=0)
-        for name in ("lr", "min_lr"):
-            check_positive(name.replace("_", "-"), getattr(self, name))
-        check_choice("dataset", self.dataset, DATASETS)
-        check_settings(self.objective, self.schedule, self.k)
-        return self
-
-
-def build_networks(cfg, backend, pixel_mean=None, fast=True):
-    """The paper's G and D for ``cfg.dataset`` (CIFAR-10: the fully-connected model of
-    Figure 2c; else the MNIST model, its output bias from ``pixel_mean``); the fast path's
-    networks, or the plain core's with ``fast=False``."""
-    g_size = {"hidden": cfg.hidden} if cfg.hidden else {}
-    d_size = {"units": cfg.units} if cfg.units else {}
-    if cfg.dataset == "cifar10":
-        G = fastpath.paper_cifar_generator(noise_dim=cfg.noise_dim, backend=backend, fast=fast,
-                                           **g_size)
-        D = fastpath.paper_cifar_discriminator(backend=backend, fast=fast, **d_size)
-    else:
-        G = fastpath.paper_generator(noise_dim=cfg.noise_dim, pixel_mean=pixel_mean, backend=backend,
-                                     fast=fast, **g_size)
-        D = fastpath.paper_discriminator(backend=backend, fast=fast, **d_size)
-    return G, D
-
-
-def build_gan(cfg, backend, pixel_mean=None, fast=True):
-    """The paper's G and D with SGD (lr decay with a floor, momentum ramp) on ``backend``:
-    the fast path (the default) or the plain core (``fast=False``)."""
-    G, D = build_networks(cfg, backend, pixel_mean, fast)
-    SGD, _ = fastpath.optimizer_classes(fast)
-    GAN = fastpath.gan_class(fast)
-    ramp = MomentumRamp(cfg.momentum, cfg.final_momentum, cfg.momentum_start, cfg.momentum_saturate)
-
-    def sgd(net):
-        return SGD(net, lr=cfg.lr, momentum=ramp,
-                   decay=ExponentialDecay(cfg.lr_decay, cfg.min_lr))
-    return GAN(G, D, sgd(G), sgd(D), noise_dim=cfg.noise_dim, objective=cfg.objective,
-               schedule=cfg.schedule, k=cfg.k)
-
-
-# --- the checkpoint schema: the one place that knows it ----------------------------------------
-# arrays  "G/<name>", "D/<name>"        the networks' parameters (Sequential.state())
-#         "opt_G/<name>", "opt_D/<name>"  the optimizers' state (Optimizer.state())
-#         "fixed_noise"                  the noise behind the per-epoch sample grids
-# meta    "config" (TrainConfig as a dict), "step", "epoch", "backend", "rng_state",
-#         "tinygan_version"
-
-def gan_arrays(gan, to_numpy):
-    """{name: host array} of G, D and both optimizers, named as the schema above says."""
-    parts = (("G/", gan.G.state()), ("D/", gan.D.state()),
-             ("opt_G/", gan.g_opt.state()), ("opt_D/", gan.d_opt.state()))
-    return {prefix + k: to_numpy(v) for prefix, state in parts for k, v in state.items()}
-
-
-def load_gan_arrays(gan, arrays, generator_only=False):
-    """Restore G, D and both optimizers from ``arrays`` named as :func:`gan_arrays` names them.
-    ``generator_only``: G is required, D and the optimizers are restored when present (a
-    checkpoint kept for sampling may hold G alone)."""
-    def part(prefix):
-        return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
-    gan.G.load_state(part("G/"))
-    for prefix, target in (("D/", gan.D), ("opt_G/", gan.g_opt), ("opt_D/", gan.d_opt)):
-        if not generator_only or part(prefix):
-            target.load_state(part(prefix))
-
-
-def load_run(path, backend=None):
-    """A finished or interrupted run: ``(gan, cfg, meta)`` from a run directory or any form of
-    its checkpoint path. ``gan`` is the paper's GAN on ``backend`` (default: the run's
-    backend setting) with G, D and the optimizers as saved; ``cfg`` the run's TrainConfig;
-    ``meta`` the checkpoint's meta (step, epoch, ...). A checkpoint holding G alone loads too
-    (D and the optimizers then keep their initial state)."""
-    arrays, meta = load_checkpoint(checkpoint_path(path), validate=run_validator(complete=False))
-    cfg = train_config(meta["config"])
-    backend = backend or get_backend(cfg.backend, seed=cfg.seed)
-    gan = build_gan(cfg, backend, pixel_mean=None)       # every parameter comes from the file
-    try:
-        load_gan_arrays(gan, arrays, generator_only=True)
-    except ConfigError as exc:
-        raise CheckpointError(f"checkpoint {path} does not fit the paper's GAN: {exc}") from None
-    return gan, cfg, meta
-
-
-def sample_images(gan, n, batch=1000):
-    """n samples of G from its noise prior, as host float32 (n, D_x), ``batch`` at a time."""
-    be = gan.backend
-    return np.concatenate([be.to_numpy(gan.sample(min(batch, n - i))) for i in range(0, n, batch)])
-
-
-class RunDirectory:
-    """A run's directory and everything written in it: the checkpoint, the metrics log, the
-    per-epoch sample grids and curves, the final nearest-neighbour figure."""
-
-    def __init__(self, out):
-        self.out = Path(out)
-        lock_directory(self.out)            # one writer per directory, for the process's life
-        remove_leftovers(self.checkpoint)   # temp files of a save that was killed mid-way
-        try:
-            (self.out / "samples").mkdir(parents=True, exist_ok=True)
-            probe = self.out / ".write-test"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as exc:
-            raise ConfigError(f"cannot write to output directory {self.out}: {exc.strerror or exc}") from None
-
-    @property
-    def checkpoint(self):
-        return self.out / "checkpoint"
-
-    @property
-    def metrics(self):
-        return self.out / "metrics.csv"
-
-    @property
-    def intervals(self):
-        return self.out / "intervals.csv"
-
-    def log_interval(self, row):
-        """Append one logging interval's row to intervals.csv."""
-        append_history(self.intervals, row)
-
-    def gradient_pictures(self, objective, title):
-        """gradients.png and saturation.png from the logs so far."""
-        epochs = read_history(self.metrics)
-        intervals = read_history(self.intervals) if self.intervals.exists() else []
-        save_gradient_flow(epochs, self.out / "gradients.png", intervals,
-                           title=f"{title}: gradient norms (lines: logging intervals, dots: epochs)")
-        save_saturation(intervals or epochs, self.out / "saturation.png", objective,
-                        title=f"{title}: D's saturation on G's samples (fixed noise, dropout off)")
-
-    def save_checkpoint(self, arrays, meta):
-        save_checkpoint(self.checkpoint, arrays, meta)
-
-    def log(self, row):
-        """Append one epoch's row to metrics.csv."""
-        append_history(self.metrics, row)
-
-    def epoch_pictures(self, epoch, samples, title, shape=(28, 28)):
-        """G's samples on the fixed noise (``shape``: one image's (h, w) or (3, h, w)), and the
-        curves so far."""
-        colour = " (each image min-max scaled)" if len(shape) == 3 else ""
-        save_sample_grid(samples, self.out / "samples" / f"epoch_{epoch:04d}.png", shape=shape,
-                         title=f"epoch {epoch}{colour}")
-        save_loss_curves(read_history(self.metrics), self.out / "curves.png", title=title)
-
-    def nearest_neighbours(self, samples, neighbours, shape=(28, 28), note=""):
-        """Figure 2, labelled: in each pair the left image is G's sample, the right one (in a
-        coloured frame) its nearest training image."""
-        title = ("left: G's sample, right (framed): its nearest training image"
-                 + (f"; {note}" if note else ""))
-        save_nearest_neighbour_grid(samples, neighbours, self.out / "nearest_neighbours.png",
-                                    ncol=6, shape=shape, title=title)
-
-
-class ProgressReporter:
-    """What a person watching the run sees. On a terminal: a progress bar per epoch (tqdm) with
-    the losses and the speed at each logging interval. Elsewhere (a log file, a pipe, a batch
-    job): a plain line at most every ``every_s`` seconds instead of tqdm's carriage returns.
-    Always one line per epoch, ``epoch 3/100: ...`` with the time left. ``enabled=False``
-    (--no-progress): no bar; the plain lines instead, on a terminal too."""
-
-    def __init__(self, enabled=True, tty=None, every_s=30.0):
-        self.enabled = enabled
-        self.tty = sys.stderr.isatty() if tty is None else tty
-        self.every_s = every_s
-        self.bar = None
-        self._epoch = self._epochs = self._total = self._done = 0
-        self._last_line = 0.0
-
-    def start_epoch(self, epoch, epochs, total, done=0):
-        self.close()
-        self._epoch, self._epochs, self._total, self._done = epoch, epochs, total, done
-        self._last_line = time.perf_counter()
-        if self.enabled and self.tty:
-            try:
-                from tqdm import tqdm
-            except ImportError:  # pragma: no cover - tqdm is a dependency
-                return
-            self.bar = tqdm(total=total, desc=f"epoch {epoch}/{epochs}", initial=done,
-                            unit="step", leave=False, dynamic_ncols=True, mininterval=0.5)
-
-    def interval(self, host, steps, samples_per_s):
-        """host: the interval's mean stats (floats); ``steps`` steps were taken in it."""
-        self._done += steps
-        if self.bar is not None:
-            self.bar.set_postfix(d_loss=f"{host['d_loss']:.3f}", g_loss=f"{host['g_loss']:.3f}",
-                                 Dx=f"{host['d_real']:.2f}", DGz=f"{host['d_fake']:.2f}",
-                                 samples_s=f"{samples_per_s:.0f}", refresh=False)
-            self.bar.update(steps)
-        elif self._done < self._total:          # no bar: --no-progress, or not a terminal
-            now = time.perf_counter()
-            if now - self._last_line >= self.every_s:
-                self._last_line = now
-                print(f"  epoch {self._epoch}/{self._epochs} step {self._done}/{self._total} "
-                      f"({100 * self._done / max(self._total, 1):.0f}%): d_loss "
-                      f"{host['d_loss']:.4f}  g_loss {host['g_loss']:.4f}  "
-                      f"{samples_per_s:.0f} samples/s", flush=True)
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-    def epoch_line(self, row, epochs=None, eta_s=None):
-        quality = ""
-        if not math.isnan(row.get("inception_score", math.nan)):
-            quality = (f"  classes {row['classes_covered']:.0f}/10  IS {row['inception_score']:.2f}"
-                       f"  FD {row['frechet_distance']:.1f}")
-        total = f"/{epochs}" if epochs else ""
-        eta = f"  ETA {format_duration(eta_s)}" if eta_s is not None else ""
-        print(f"epoch {row['epoch']}{total}: d_loss {row['d_loss']:.4f}  g_loss {row['g_loss']:.4f}  "
-              f"D(x) {row['d_real']:.3f}  D(G(z)) {row['d_fake']:.3f}  "
-              f"{row['seconds']:.1f} s  {row['samples_per_s']:.0f} samples/s{eta}{quality}",
-              flush=True)
-
-
-def format_duration(seconds):
-    """3725 -> '1h02m', 125 -> '2m05s', 7 -> '7s'."""
-    seconds = int(round(max(seconds, 0)))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
-
-
-def largest_gemm(cfg):
-    """Multiply-adds of the largest matrix product of one training step of ``cfg``'s model."""
-    cifar = cfg.dataset == "cifar10"
-    hidden = cfg.hidden or (8000 if cifar else 1200)
-    units = cfg.units or (1600 if cifar else 240)
-    pixels = 3072 if cifar else 784
-    return 2 * cfg.batch_size * max(hidden * hidden, hidden * pixels, pixels * units * 5,
-                                    units * units * 5)
-
-
-def small_model_threads(cfg, backend):
-    """A context: one BLAS thread for a small model on NumPy (tools/threads.py), else nothing."""
-    from .threads import blas_threads, threads_for
-    return blas_threads(threads_for(largest_gemm(cfg)) if backend.name == "numpy" else None)
 
 
 def all_finite(xp, vectors, slab=1 << 22):
@@ -390,12 +84,12 @@ class Trainer:
         self.epoch = 0                                   # epochs completed
         self._saved_step = None                          # step of the last checkpoint written
         self._interrupt = None                           # the DeferredInterrupt while running
+        self._order = None                               # this epoch's batch order, on the device
         self.interrupted = False
         self.fixed_noise = self.gan.sample_noise(cfg.n_fixed_samples)
         self.run_dir = RunDirectory(self.out)
         self.classifier = None
         if cfg.classifier:
-            from .classifier import load_classifier
             self.classifier, _ = load_classifier(cfg.classifier, backend=self.be)
 
     @property
@@ -517,50 +211,79 @@ class Trainer:
         return bool(self.cfg.max_steps) and self.step >= self.cfg.max_steps
 
     def _run_epoch(self):
-        cfg, gan, be = self.cfg, self.gan, self.be
-        epoch = self.epoch + 1                       # 1-based, as the momentum ramp counts
-        gan.set_epoch(epoch)
-        order = be.asarray(self._batch_order(epoch), dtype="int64")
-        first = self.step - self.epoch * self.steps_per_epoch   # > 0 when resuming mid-epoch
-        self.reporter.start_epoch(epoch, cfg.epochs, self.steps_per_epoch, first)
-        sums, previous = None, None
-        count, window_start, window_steps = 0, time.perf_counter(), 0
-        t0 = time.perf_counter()
+        """One epoch of the paper's Algorithm 1: for each minibatch, the training step; at the
+        end of each logging interval, one look at the run; at the end of the epoch, its log
+        row, its pictures and a checkpoint. Returns the row, or None if stopped mid-epoch."""
+        epoch, first = self._start_epoch()
+        tally = _EpochTally()
         for i in range(first, self.steps_per_epoch):
-            if self._done():
+            if self._done():                          # max_steps reached, or Ctrl-C
                 self.reporter.close()
                 return None
-            stats = self._train_step(self.data[order[i * self.m:(i + 1) * self.m]])
-            stats.update(weight_gradient_norms(gan))            # 0-d device arrays: no sync
-            sums = dict(stats) if sums is None else {k: sums[k] + v for k, v in stats.items()}
-            count += 1
-            window_steps += 1
-            if window_steps == cfg.log_every or i == self.steps_per_epoch - 1:
-                point = saturation(gan, self.fixed_noise)      # measured now, not averaged
-                host = self._means(sums, count, point)                  # one sync per interval
-                self._check_finite(host)
-                self._log_interval(host, previous, count, window_steps,
-                                   epoch - 1 + (i + 1) / self.steps_per_epoch)
-                previous = (host, count)
-                now = time.perf_counter()
-                self.reporter.interval(host, window_steps,
-                                       window_steps * self.m / max(now - window_start, 1e-9))
-                window_start, window_steps = now, 0
+            tally.add(self._step(self._batch(i)))
+            if tally.interval_steps == self.cfg.log_every or i == self.steps_per_epoch - 1:
+                self._end_interval(tally, epoch, i)
         self.reporter.close()
         self.epoch = epoch
-        seconds = time.perf_counter() - t0
-        row = {"epoch": epoch, "step": self.step, **host,          # the last interval: the epoch's means
-               "lr": gan.d_opt.current_lr, "momentum": gan.d_opt.momentum, "seconds": seconds,
-               "samples_per_s": count * self.m / max(seconds, 1e-9)}
-        row.update(self._sample_quality(epoch))
+        row = self._epoch_row(tally)
         self.run_dir.log(row)
+        self._epoch_pictures()
+        self.save()
+        self.reporter.epoch_line(row, self.cfg.epochs, self._eta(row["seconds"], tally.count))
+        return row
+
+    # --- what _run_epoch calls, in its order ---------------------------------------------------
+    def _start_epoch(self):
+        """Set the momentum ramp's epoch and this epoch's batch order; start the progress bar.
+        Returns (epoch, first step index) (first > 0 when resuming mid-epoch)."""
+        epoch = self.epoch + 1                       # 1-based, as the momentum ramp counts
+        self.gan.set_epoch(epoch)
+        self._order = self.be.asarray(self._batch_order(epoch), dtype="int64")
+        first = self.step - self.epoch * self.steps_per_epoch
+        self.reporter.start_epoch(epoch, self.cfg.epochs, self.steps_per_epoch, first)
+        return epoch, first
+
+    def _batch(self, i):
+        """The i-th minibatch of this epoch's order, on the device."""
+        return self.data[self._order[i * self.m:(i + 1) * self.m]]
+
+    def _step(self, real):
+        """One training step and its statistics: losses, D's outputs and each weight
+        gradient's norm, as 0-d device arrays (no sync)."""
+        stats = self._train_step(real)
+        stats.update(weight_gradient_norms(self.gan))
+        return stats
+
+    def _end_interval(self, tally, epoch, i):
+        """The end of a logging interval (after step ``i`` of ``epoch``): D's saturation
+        measured now, the running means read in one transfer, checked for divergence, logged
+        (intervals.csv, at the fractional epoch reached) and shown."""
+        point = saturation(self.gan, self.fixed_noise)              # measured now, not averaged
+        host = self._means(tally.sums, tally.count, point)          # one sync per interval
+        self._check_finite(host)
+        self._log_interval(host, tally.previous, tally.count, tally.interval_steps,
+                           epoch - 1 + (i + 1) / self.steps_per_epoch)
+        steps, samples_per_s = tally.end_interval(host, self.m)
+        self.reporter.interval(host, steps, samples_per_s)
+
+    def _epoch_row(self, tally):
+        """metrics.csv's row of the epoch just ended: the last interval's running means (the
+        epoch's means), lr, momentum, time, speed, and the sample quality when measured."""
+        seconds = tally.seconds()
+        row = {"epoch": self.epoch, "step": self.step, **tally.host,
+               "lr": self.gan.d_opt.current_lr, "momentum": self.gan.d_opt.momentum,
+               "seconds": seconds, "samples_per_s": tally.count * self.m / max(seconds, 1e-9)}
+        row.update(self._sample_quality(self.epoch))
+        return row
+
+    def _epoch_pictures(self):
+        """G's samples on the fixed noise, the curves, and the gradient-flow figures."""
+        cfg = self.cfg
         samples = self.be.to_numpy(self.gan.sample(len(self.fixed_noise), z=self.fixed_noise))
-        self.run_dir.epoch_pictures(epoch, samples, f"{cfg.dataset} ({cfg.objective}, {cfg.schedule})",
+        self.run_dir.epoch_pictures(self.epoch, samples,
+                                    f"{cfg.dataset} ({cfg.objective}, {cfg.schedule})",
                                     shape=IMAGE_SHAPES[cfg.dataset])
         self.run_dir.gradient_pictures(cfg.objective, f"{cfg.dataset} ({cfg.objective})")
-        self.save()
-        self.reporter.epoch_line(row, cfg.epochs, self._eta(seconds, count))
-        return row
 
     def _train_step(self, real):
         """gan.train_step(real), or its CUDA-graph replay with ``cuda_graph`` (captured at the
@@ -640,6 +363,37 @@ class Trainer:
         self.run_dir.nearest_neighbours(self.be.to_numpy(samples),
                                         self.images[self.be.to_numpy(idx)],
                                         shape=IMAGE_SHAPES[self.cfg.dataset], note=note)
+
+
+class _EpochTally:
+    """An epoch's bookkeeping: the running sums of the step statistics (device arrays), the
+    steps counted, the current logging interval's steps and start time, the last interval's
+    host means (``host``) and the one before (``previous``: (host, count), for the interval's
+    own means)."""
+
+    def __init__(self):
+        self.start = self.interval_start = time.perf_counter()
+        self.sums, self.count, self.interval_steps = None, 0, 0
+        self.host, self.previous = None, None
+
+    def add(self, stats):
+        self.sums = dict(stats) if self.sums is None else {k: self.sums[k] + v
+                                                            for k, v in stats.items()}
+        self.count += 1
+        self.interval_steps += 1
+
+    def end_interval(self, host, batch):
+        """Close the interval whose running means are ``host``: returns (its steps, its
+        samples per second) and starts the next one."""
+        now = time.perf_counter()
+        steps = self.interval_steps
+        speed = steps * batch / max(now - self.interval_start, 1e-9)
+        self.host, self.previous = host, (host, self.count)
+        self.interval_start, self.interval_steps = now, 0
+        return steps, speed
+
+    def seconds(self):
+        return time.perf_counter() - self.start
 
 
 _POINT_KEYS = frozenset(SATURATION_KEYS + (RATIO_KEY,))
