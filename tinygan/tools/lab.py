@@ -740,13 +740,13 @@ def main(argv=None, prog="tinygan lab"):
     if args.host not in LOOPBACK:
         print(f"{prog}: warning: listening on {args.host}: anyone who can reach this address "
               "can drive the lab (no password)", file=sys.stderr)
+    def stop(signum, frame):                # SIGTERM stops as Ctrl-C does
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, stop)     # before the URL: whoever reads it may stop us at once
     print(f"{prog}: {server.url}  (backend {args.backend}; Ctrl-C stops)", flush=True)
     if args.open:
         import webbrowser
         threading.Thread(target=webbrowser.open, args=(server.url,), daemon=True).start()
-    def stop(signum, frame):                # SIGTERM stops as Ctrl-C does
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, stop)
     try:
         with blas_threads(1 if args.backend == "numpy" else None):   # small MLPs: one thread
             server.serve_forever()
