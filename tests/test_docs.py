@@ -18,7 +18,7 @@ EXTERNAL = ("cupy", "cupyx", "numpy", "np", "os", "sys", "torch", "jax", "thread
 
 CUDA_NAMES = {"setStream", "gemmEx", "cuLaunchKernel", "linear_launch", "CArray",
               "_cuRANDGenerator", "_state", "cudaErrorStreamCaptureUnsupported", "kern",
-              "indexer", "inout_args", "stream"}
+              "indexer", "inout_args", "stream", "operator"}
 """Names in CuPy's and CUDA's own source that the CUDA-graph section quotes."""
 
 
