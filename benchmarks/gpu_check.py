@@ -3,8 +3,8 @@
     bash benchmarks/gpu_check.sh                  # about 5-8 minutes on one data-centre GPU
     bash benchmarks/gpu_check.sh --out DIR        # default benchmarks/gpu_check
 
-Prints the device, driver, CUDA and CuPy versions; runs tests/test_gpu.py and
-tests/test_cuda_graph.py against real CuPy;
+Prints the device, driver, CUDA and CuPy versions; runs tests/core/test_gpu.py and
+tests/tools/test_cuda_graph.py against real CuPy;
 runs benchmarks/run.py at batch 100, 1000 and 4096 for NumPy and CuPy (PyTorch CUDA beside
 them when torch sees the GPU; the GEMM bound on each device; on CuPy also the step replayed as a
 CUDA graph, the row "cupy (CUDA graph)"), and with --model cifar10 (the paper's 126 M-parameter
@@ -96,7 +96,8 @@ def main(argv=None):
     result = {"versions": info, "steps": {}}
 
     ok, sec, text = step("gpu_tests", [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "gpu",
-                                       "tests/test_gpu.py", "tests/test_cuda_graph.py"], env, 240, out)
+                                       "tests/core/test_gpu.py", "tests/tools/test_gpu_checkpoint.py",
+                                       "tests/tools/test_cuda_graph.py"], env, 240, out)
     m = re.search(r"(\d+) passed", text)
     result["steps"]["gpu_tests"] = {"ok": ok and bool(m), "seconds": sec,
                                     "summary": text.strip().splitlines()[-1] if text.strip() else ""}

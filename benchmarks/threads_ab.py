@@ -4,7 +4,7 @@ timed in the same interleaved blocks beside JAX and the GEMM bound: is the split
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/threads_ab.py
     python benchmarks/threads_ab.py --batch-sizes 1000 --threads 2 --blocks 9
 
-Results are bit for bit the same with any thread count (tests/test_fast_threads.py); only the
+Results are bit for bit the same with any thread count (tests/core/test_fast_threads.py); only the
 time differs. Prints per batch size the medians and the ratios taken block by block; run it on
 a quiet machine (another process's BLAS threads make every CPU number here meaningless).
 """

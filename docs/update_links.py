@@ -1,6 +1,6 @@
 """Rewrite every [Name](../path#L<n>) link in docs/gradients.md to the line where Name is defined.
 
-Run after moving code: python docs/update_links.py (tests/test_gradcheck_cli.py checks the links)."""
+Run after moving code: python docs/update_links.py (tests/tools/test_gradcheck_cli.py checks the links)."""
 import re, sys
 from pathlib import Path
 DOC = Path(__file__).resolve().parent / "gradients.md"

@@ -9,7 +9,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 # The tests' data sets are small IDX files they write themselves, matching no published md5:
 # allow them (tools/data.check_identity), here and in the commands tests run. The tests of the
-# identity check itself remove the variable (tests/test_data.py, identity tests).
+# identity check itself remove the variable (tests/tools/test_data.py, identity tests).
 os.environ.setdefault("TINYGAN_UNVERIFIED_DATA", "1")
 
 import pytest  # noqa: E402

@@ -1,7 +1,7 @@
 """Every fast form in tinygan/fast/kernels.py equals its plain reference: float64 to 1e-12, float32
 to a few ulp, exactly where it selects; on NumPy and, through the CuPy emulation, on the
 kernels' CUDA bodies compiled for the host (the NumPy twins where no C++ compiler exists).
-tests/test_cuda_bodies.py holds each body alone: special values, -ftz, one-character faults."""
+tests/core/test_cuda_bodies.py holds each body alone: special values, -ftz, one-character faults."""
 
 import numpy as np
 import pytest

@@ -261,13 +261,13 @@ def test_tests_needing_shared_skip_with_a_reason_without_it(tmp_path):
         if (REPO / name).is_file():
             (clone / name).parent.mkdir(parents=True, exist_ok=True)
             (clone / name).write_bytes((REPO / name).read_bytes())
-    tests = ["tests/test_cupy_emulation.py::test_gpu_check_end_to_end_on_the_emulation",
-             "tests/test_cupy_emulation.py::test_mnist_ctrl_c_on_cupy",
-             "tests/test_data.py::test_real_mnist_test_split",
-             "tests/test_careful.py::test_fashion_mnist_asked_mnist_found_is_one_line",
-             "tests/test_commands.py::test_train_sample_and_resume_from_the_checkpoint",
-             "tests/test_example_mnist.py::test_trains_on_real_mnist_and_resumes",
-             "tests/test_evaluate.py::test_float32_vs_float64_mnist"]
+    tests = ["tests/tools/test_cupy_emulation.py::test_gpu_check_end_to_end_on_the_emulation",
+             "tests/tools/test_cupy_emulation.py::test_mnist_ctrl_c_on_cupy",
+             "tests/tools/test_data.py::test_real_mnist_test_split",
+             "tests/tools/test_careful.py::test_fashion_mnist_asked_mnist_found_is_one_line",
+             "tests/tools/test_commands.py::test_train_sample_and_resume_from_the_checkpoint",
+             "tests/tools/test_example_mnist.py::test_trains_on_real_mnist_and_resumes",
+             "tests/tools/test_evaluate.py::test_float32_vs_float64_mnist"]
     env = environment(PYTHONPATH=str(clone))
     env.pop("TINYGAN_TEST_SHARED", None)
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import tinygan
+from tinygan import get_backend
 from tinygan.tools import checkpoint as ck
 from tinygan.tools.checkpoint import (FORMAT_VERSION, check_compatible, checkpoint_exists,
                                 load_checkpoint, save_checkpoint)
@@ -667,3 +668,41 @@ def test_failed_save_leaves_no_temp_files(tmp_path, monkeypatch):
     _write(base + ".json.tmp", b"{")
     ck.remove_leftovers(base)
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+
+
+# today's checkpoint format (tinygan.tools.train's schema, unchanged by issue 23): parameters
+# "G/<i>.<key>", "D/<i>.<key>"; each optimizer's "velocity" one flat vector in parameter order
+TODAYS_NAMES = ["G/0.W", "G/0.b", "G/2.W", "G/2.b", "G/4.W", "G/4.b", "D/1.W", "D/1.b", "D/3.W",
+                "D/3.b", "D/5.W", "D/5.b", "opt_G/velocity", "opt_G/t", "opt_G/momentum",
+                "opt_D/velocity", "opt_D/t", "opt_D/momentum"]
+
+
+@pytest.mark.parametrize("path", ["plain", "fast"])
+def test_a_checkpoint_of_todays_format_loads_on_both_paths(tmp_path, path):
+    from tinygan.tools.checkpoint import load_checkpoint, save_checkpoint
+    from tinygan.tools.config import TrainConfig, build_gan
+    from tinygan.tools.schema import load_gan_arrays
+    cfg = TrainConfig(hidden=6, units=3)
+    shapes = {"G/0.W": (100, 6), "G/0.b": (6,), "G/2.W": (6, 6), "G/2.b": (6,), "G/4.W": (6, 784),
+              "G/4.b": (784,), "D/1.W": (784, 15), "D/1.b": (15,), "D/3.W": (3, 15),
+              "D/3.b": (15,), "D/5.W": (3, 1), "D/5.b": (1,)}
+    host = np.random.default_rng(5)
+    arrays = {k: host.normal(0, 0.05, s).astype(np.float32) for k, s in shapes.items()}
+    for net in "GD":
+        size = sum(int(np.prod(s)) for k, s in shapes.items() if k.startswith(net))
+        arrays[f"opt_{net}/velocity"] = host.normal(0, 1e-3, size).astype(np.float32)
+        arrays[f"opt_{net}/t"], arrays[f"opt_{net}/momentum"] = np.array(300), np.array(0.6)
+    assert sorted(arrays) == sorted(TODAYS_NAMES)
+    save_checkpoint(str(tmp_path / "ck"), arrays, {"step": 300})
+    loaded, _ = load_checkpoint(str(tmp_path / "ck"))
+    gan = build_gan(cfg, get_backend("numpy", seed=0), fast=path == "fast")
+    load_gan_arrays(gan, loaded)
+    for prefix, net, opt in (("G/", gan.G, gan.g_opt), ("D/", gan.D, gan.d_opt)):
+        for name, p in net.params:
+            np.testing.assert_array_equal(p, arrays[prefix + name])
+        state = opt.state()
+        np.testing.assert_array_equal(state["velocity"], arrays[f"opt_{prefix[0]}/velocity"])
+        assert state["t"] == 300 and state["momentum"] == 0.6
+    # and it saves back in the same format
+    from tinygan.tools.schema import gan_arrays
+    assert sorted(gan_arrays(gan, np.asarray)) == sorted(TODAYS_NAMES)

@@ -15,7 +15,7 @@ from tinygan.errors import CheckpointError, ConfigError
 from tinygan.gradcheck import check_array, check_module, max_error
 from tinygan.tools.gradcheck_cli import format_table
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 from conftest import MNIST_DIR  # noqa: E402
 
 

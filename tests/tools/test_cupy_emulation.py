@@ -214,7 +214,8 @@ def test_train_step_makes_no_host_sync_and_no_upload(cupy, schedule, k, objectiv
 @pytest.mark.parametrize("rules", [14, 13])
 def test_gpu_suite_passes_on_the_emulation(rules):
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           str(REPO / "tests" / "test_gpu.py")], cwd=REPO, capture_output=True,
+                           str(REPO / "tests" / "core" / "test_gpu.py"),
+                           str(REPO / "tests" / "tools" / "test_gpu_checkpoint.py")], cwd=REPO, capture_output=True,
                           text=True, timeout=300, env=emu.subprocess_env(rules))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert " passed" in proc.stdout and "skipped" not in proc.stdout, proc.stdout[-500:]

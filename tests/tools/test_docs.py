@@ -7,7 +7,7 @@ import keyword
 import re
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PKG = REPO / "tinygan"
 DESIGN = REPO / "docs" / "design.md"
 

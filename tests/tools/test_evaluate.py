@@ -16,7 +16,7 @@ from tinygan.tools.evaluate import (ParzenResult, mean_and_stderr, nearest_neigh
                               paper_sigmas, parzen_evaluate, parzen_log_likelihood,
                               select_sigma)
 
-MODULE = Path(__file__).resolve().parents[1] / "tinygan" / "tools" / "evaluate.py"
+MODULE = Path(__file__).resolve().parents[2] / "tinygan" / "tools" / "evaluate.py"
 from conftest import MNIST_DIR  # noqa: E402
 MNIST_T10K = MNIST_DIR / "t10k-images-idx3-ubyte.gz"
 

@@ -20,7 +20,7 @@ from tinygan.tools.gradcheck_cli import check_items, main, run_checks
 from tinygan.layers import LAYER_CLASSES, Dropout, Layer, Linear, Tanh
 from tinygan.network import paper_discriminator
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "gradients.md"
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-PKG = Path(__file__).resolve().parents[1] / "tinygan"
+PKG = Path(__file__).resolve().parents[2] / "tinygan"
 COMPUTE_MODULES = ["layers", "network", "losses", "optim", "gan", "gradcheck", "evaluate",
                    "metrics", "classifier"]
 
@@ -297,3 +297,27 @@ def test_design_doc_tools_table_lists_every_tools_module():
     rows = set(re.findall(r"^\| `tools/(\w+)\.py` \|", table, re.M))
     modules = {p.stem for p in (PKG / "tools").glob("*.py")}
     assert rows == modules, (sorted(modules - rows), sorted(rows - modules))
+
+
+# --- the tests mirror the layers: tests/core tests the core and the fast path alone -----------
+
+TESTS = PKG.parent / "tests"
+
+
+def test_core_tests_import_no_tool_and_no_matplotlib():
+    """tests/core/ imports the core, the fast path and the test support (tinygan.testing), never
+    a tool nor matplotlib; tests/tools/ holds everything else. Every test file is in one of them."""
+    assert not list(TESTS.glob("test_*.py")), "a test file outside tests/core and tests/tools"
+    core = sorted((TESTS / "core").glob("test_*.py"))
+    assert len(core) >= 10 and list((TESTS / "tools").glob("test_*.py"))
+    for path in core:
+        imports = all_imports(path, "tests.core")
+        bad = {i for i in imports if i.startswith("tinygan.tools") or i.split(".")[0] == "matplotlib"
+               or (i.startswith("test_") and not (TESTS / "core" / f"{i}.py").exists())}
+        assert not bad, (path.name, bad)
+
+
+def test_the_test_split_check_sees_a_tool_import(tmp_path):
+    bad = tmp_path / "test_x.py"
+    bad.write_text("def test_y():\n    from tinygan.tools.train import Trainer\n")
+    assert "tinygan.tools.train" in all_imports(bad, "tests.core")

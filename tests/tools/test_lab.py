@@ -24,7 +24,7 @@ import pytest
 from tinygan.backend import cupy_usable
 from tinygan.tools import lab as labmod
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 # --- an in-process server ------------------------------------------------------------------

@@ -4,7 +4,7 @@ NumPy releases the GIL inside its ufuncs and reductions, so a pass over a large 
 into contiguous parts (rows of an activation, slabs of a flat parameter vector) runs on as many
 cores as there are parts. Each part computes exactly what the whole pass computes for its
 elements (no reduction crosses a part), so the results are bit for bit those of one thread,
-whatever the thread count: tests/test_fast_threads.py holds the step to that.
+whatever the thread count: tests/core/test_fast_threads.py holds the step to that.
 
 Used by a few marked lines of kernels.py: the optimizers' updates (3.7 M parameters in the
 paper's MNIST model: 75 MB moved per step), and at large batches maxout forward and backward

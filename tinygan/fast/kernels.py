@@ -8,11 +8,11 @@ Speed tricks live beside the formula, not in it. Each operation here comes twice
                    kernel (``backend.elementwise_kernel``: one launch instead of one per
                    operator), on NumPy the fewest passes over memory that measured fastest.
 
-tests/test_kernels.py holds every fast form equal to its reference (float64 to 1e-12,
+tests/core/test_kernels.py holds every fast form equal to its reference (float64 to 1e-12,
 float32 to a few ulp, exactly where it selects). A :class:`Kernel` keeps a CUDA body and its
 NumPy twin together; the twin is what NumPy runs where it is also the fastest form. The CuPy
 emulation (tinygan/testing/cupy_emulation) compiles the CUDA body itself for the host, so the
-tests run the code a GPU runs (tests/test_cuda_bodies.py).
+tests run the code a GPU runs (tests/core/test_cuda_bodies.py).
 """
 
 import contextlib

@@ -5,7 +5,7 @@ only in how it computes: fused kernels (kernels.py), outputs written over a fres
 (``inplace``), gradients written into the network's flat buffer (network.py), every matrix
 product through ``kernels.matmul``, and ``backward(dy, ..., rows=r)``: dy covers only the
 rows ``r`` (a slice) of the last forward batch (G's gradient through D's real+fake batch).
-tests/test_fast.py holds each equal to its plain form.
+tests/core/test_fast.py holds each equal to its plain form.
 """
 
 from .. import layers as plain

@@ -307,7 +307,7 @@ def _matrix(a, name, width=None):
 
 def _scipy_sqrtm():
     """scipy.linalg.sqrtm, imported on first use (by name, through importlib: this module's
-    own imports stay free of numpy, cupy and scipy, which tests/test_imports.py checks)."""
+    own imports stay free of numpy, cupy and scipy, which tests/tools/test_imports.py checks)."""
     try:
         return importlib.import_module("scipy.linalg").sqrtm
     except ImportError:
