@@ -321,3 +321,16 @@ def test_the_test_split_check_sees_a_tool_import(tmp_path):
     bad = tmp_path / "test_x.py"
     bad.write_text("def test_y():\n    from tinygan.tools.train import Trainer\n")
     assert "tinygan.tools.train" in all_imports(bad, "tests.core")
+
+
+def test_core_tests_collect_without_matplotlib():
+    """tests/core loads with matplotlib made unimportable (what it imports at module level,
+    transitively); the AST check above covers the imports inside its functions."""
+    import subprocess
+    import sys
+    code = ("import sys; sys.modules['matplotlib'] = None; import pytest; "
+            "sys.exit(pytest.main(['-q', '--collect-only', '-p', 'no:cacheprovider', 'tests/core']))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=PKG.parent, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "error" not in proc.stdout.lower().split("collected")[-1], proc.stdout[-1000:]
