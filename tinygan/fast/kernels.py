@@ -216,14 +216,16 @@ def maxout(z, b, pieces):
     return y, mask
 
 
-def maxout_backward(dy, route, pieces):
-    """Fast form of :func:`reference_maxout_backward`, given the route :func:`maxout` returned."""
+def maxout_backward(dy, route, pieces, out=None):
+    """Fast form of :func:`reference_maxout_backward`, given the route :func:`maxout` returned;
+    into ``out`` (N, P * U) when given."""
     xp, n = array_module(dy), dy.shape[0]
+    if out is None:
+        out = xp.empty((n, pieces * dy.shape[1]), dy.dtype)
     if _on_cupy(dy):
-        dz = xp.empty((n, pieces * dy.shape[1]), dy.dtype)
-        _MAXOUT_BACKWARD(dy, route, pieces, dy.shape[1], dz)
-        return dz
-    dz = xp.empty(route.shape, dy.dtype)
+        _MAXOUT_BACKWARD(dy, route, pieces, dy.shape[1], out)
+        return out
+    dz = out.reshape(route.shape)
     fast_threads.run_split(lambda lo, hi: xp.multiply(dy[lo:hi, None, :], route[lo:hi],
                                                       out=dz[lo:hi]), n, 2 * dz.size)  # THREADS
     return dz.reshape(n, -1)
@@ -471,3 +473,49 @@ def adam_step_sizes(lr, b1, b2, eps, t):
     """Adam's bias corrections folded into the step: lr_t = lr sqrt(1 - b2^t) / (1 - b1^t),
     eps_t = eps sqrt(1 - b2^t) (the same update as m_hat / (sqrt(v_hat) + eps))."""
     return lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t), eps * math.sqrt(1 - b2 ** t)
+
+
+# --- the step's losses, gradients and statistics from D's logits in one call ---------------------
+def _logistic_grad_numpy(t, e, den, scale, out):
+    """As _logistic_twin's gradient, given e = exp(-|t|) and den = 1 + e: c sigmoid(t) into out."""
+    xp = array_module(t)
+    xp.divide(xp.where(t >= 0, scale, scale * e).astype(t.dtype), den, out=out)
+
+
+def gan_losses(logits, n, objective):
+    """The simultaneous step's losses from D's logits ``logits`` (N, 1) on [real (n rows); fake]:
+    (d_loss, dL_D/dlogits (N, 1), g_loss, dL_G/dl_fake (N - n, 1), mean D(x), mean D(G(z))),
+    bit for bit what losses.discriminator_loss, losses.generator_loss and the sigmoid's means
+    give (tests/test_fast.py). CuPy: four launches of the logistic kernel on views; NumPy:
+    e = exp(-|l|) and 1 + e computed once for every term (the same for l and -l)."""
+    xp = array_module(logits)
+    real, fake = logits[:n], logits[n:]
+    m = fake.size
+    g_sign = -1.0 if objective == "nonsaturating" else 1.0
+    sp, d_grad, sig = xp.empty_like(logits), xp.empty_like(logits), xp.empty_like(logits)
+    g_sp, g_grad = xp.empty_like(fake), xp.empty_like(fake)
+    if _on_cupy(logits):
+        _LOGISTIC(real, -1.0, -0.5 / real.size, sp[:n], d_grad[:n])
+        _LOGISTIC(fake, 1.0, 0.5 / m, sp[n:], d_grad[n:])
+        _LOGISTIC(fake, g_sign, -1.0 / m, g_sp, g_grad)
+        _LOGISTIC(logits, 1.0, 1.0, xp.empty_like(logits), sig)
+    else:
+        e = xp.abs(logits)
+        xp.negative(e, out=e)
+        xp.exp(e, out=e)                              # exp(-|t|) for t = l and t = -l alike
+        den = e + 1
+        neg = xp.negative(logits)                     # t of D's real terms and G's nonsaturating
+        t_d = xp.concatenate([neg[:n], fake])         # t of D's terms (sign -1 real, +1 fake)
+        xp.logaddexp(0, t_d, out=sp)
+        _logistic_grad_numpy(t_d[:n], e[:n], den[:n], -0.5 / real.size, d_grad[:n])
+        _logistic_grad_numpy(fake, e[n:], den[n:], 0.5 / m, d_grad[n:])
+        t_g = neg[n:] if g_sign < 0 else fake
+        if g_sign < 0:
+            xp.logaddexp(0, t_g, out=g_sp)
+        else:
+            g_sp[...] = sp[n:]                        # softplus(l_fake): D's fake term
+        _logistic_grad_numpy(t_g, e[n:], den[n:], -1.0 / m, g_grad)
+        _logistic_grad_numpy(logits, e, den, 1.0, sig)
+    d_loss = 0.5 * (sp[:n].mean() + sp[n:].mean())
+    g_loss = g_sp.mean() if g_sign < 0 else -g_sp.mean()
+    return d_loss, d_grad, g_loss, g_grad, sig[:n].mean(), sig[n:].mean()
