@@ -377,10 +377,13 @@ _SGD = Kernel(
     """, _sgd_twin)
 
 
-SLAB = 1 << 16
+SLAB = 1 << 18
 """NumPy runs the optimizers' updates slab by slab, this many elements at a time: a scratch
-of one slab (256 KiB in float32) instead of one as large as the parameters (~0.5 GB for the
-CIFAR-10 model), and each slab of p, v, g stays in cache across the passes."""
+of one slab (1 MiB in float32) instead of one as large as the parameters (~0.5 GB for the
+CIFAR-10 model), and each slab of p, v, g stays in the last-level cache across the passes.
+Measured on the paper's MNIST update (3.7 M parameters, one thread, min of 30 interleaved
+blocks): 2^16 elements 2.65 ms, 2^18 2.28 ms, 2^19 2.21 ms, the whole vector at once 2.84 ms
+(fewer calls per slab against cache reuse; issue 25)."""
 
 
 def scratch_for(p):
