@@ -207,7 +207,9 @@ def maxout(z, b, pieces):
         z3 = zr.reshape(hi - lo, pieces, units)
         z3.max(axis=1, out=yr)
         xp.equal(z3, yr[:, None, :], out=mr)
-        if pieces > 1:                      # ties: keep only the first piece attaining the max
+        if pieces > 1 and not (xp.count_nonzero(mr) == yr.size and not xp.isnan(yr).any()):
+            # ties (one True per (n, u) unless some tie or a NaN has none): keep only the first
+            # piece attaining the max; the check costs less than half of this loop
             taken = mr[:, 0, :].copy()
             for p in range(1, pieces):
                 mr[:, p, :] &= ~taken
