@@ -220,3 +220,67 @@ def test_to_fast_leaves_the_plain_network_as_it_was(be64):
     quick.param_vector[...] = 0
     for (_, p), p0 in zip(net.params, before):
         np.testing.assert_array_equal(p, p0)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("objective", ["nonsaturating", "minimax"])
+def test_the_fused_step_losses_are_bit_for_bit_the_separate_ones(dtype, objective):
+    """kernels.gan_losses (one call) gives exactly the two losses, D's logit gradient and the
+    two means of D(.) that the separate fused losses and the sigmoid give."""
+    from tinygan.fast import kernels
+    be = get_backend("numpy", dtype=dtype, seed=3)
+    n = 7
+    logits = be.asarray(np.concatenate([[[-800.0], [-30.0], [-1.0], [0.0], [2.5], [40.0], [900.0]],
+                                        np.random.default_rng(1).normal(0, 6, (5, 1))]))
+    d_loss, dl_d, g_loss, dl_g, d_real, d_fake = kernels.gan_losses(logits, n, objective)
+    want_d, want_real, want_fake = fast_losses.discriminator_loss(logits[:n], logits[n:])
+    want_g, want_dl_g = fast_losses.generator_loss(logits[n:], objective)
+    same = lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)) or \
+        np.asarray(a).dtype == np.asarray(b).dtype
+    assert same(d_loss, want_d) and same(g_loss, want_g) and same(dl_g, want_dl_g)
+    assert same(dl_d, np.concatenate([want_real, want_fake]))
+    assert same(d_real, kernels.sigmoid(logits[:n]).mean())
+    assert same(d_fake, kernels.sigmoid(logits[n:]).mean())
+
+
+@pytest.mark.parametrize("objective", ["nonsaturating", "minimax"])
+def test_the_fast_step_is_bit_for_bit_the_unfused_step(objective):
+    """The fast GAN's simultaneous step (G writing into D's input buffer, the fused losses,
+    backward in place) equals the plain GAN's step body run on the same fast networks."""
+    from tinygan import gan as plain_gan
+    gans = []
+    for _ in range(2):
+        be = get_backend("numpy", seed=5)
+        G = fast.paper_generator(hidden=60, pixel_mean=np.full(784, 0.13), backend=be)
+        D = fast.paper_discriminator(units=12, backend=be)
+        gans.append(fast.GAN(G, D, fast.SGD(G, 0.1, 0.5), fast.SGD(D, 0.1, 0.5),
+                             objective=objective))
+    real = gans[0].backend.asarray(np.random.default_rng(2).random((9, 784)))
+    for _ in range(3):
+        want = plain_gan.GAN._simultaneous_step(gans[0], real)
+        grad_x = gans[0].grad_x.copy()
+        got = gans[1].train_step(real)
+        for k in want:
+            assert np.asarray(got[k]).tobytes() == np.asarray(want[k]).tobytes(), k
+        np.testing.assert_array_equal(gans[1].grad_x, grad_x)     # G's backward left it alone
+    for net in "GD":
+        np.testing.assert_array_equal(getattr(gans[1], net).param_vector,
+                                      getattr(gans[0], net).param_vector)
+
+
+def test_forward_into_out_and_backward_leave_the_callers_arrays(be64):
+    """``forward(x, out=...)`` writes the output there (the last Linear's product, or a copy);
+    backward never overwrites the dy it is given."""
+    net = fast.paper_generator(noise_dim=6, hidden=8, out_dim=5, backend=be64)
+    ends_in_maxout = fast.Sequential([Linear(6, 8, backend=be64), ReLU(backend=be64),
+                                      Maxout(8, 5, 2, backend=be64)], backend=be64)
+    for g in (net, ends_in_maxout):
+        z = be64.normal((4, 6))
+        want = g.forward(z).copy()
+        out = be64.zeros((4, 5))
+        assert g.forward(z, out=out) is out
+        np.testing.assert_array_equal(out, want)
+        dy = be64.normal((4, 5))
+        kept = dy.copy()
+        g.backward(dy)
+        np.testing.assert_array_equal(dy, kept)

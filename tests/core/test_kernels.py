@@ -66,6 +66,19 @@ def test_maxout_selects_exactly_and_routes_to_one_piece(lib, dtype):
     assert (np.count_nonzero(dz_ref.reshape(n, pieces, units), axis=1) <= 1).all()
 
 
+def test_numpy_maxout_breaks_a_tie_that_a_nan_elsewhere_balances_in_the_count():
+    """NumPy's maxout skips its tie-breaking loop when every (n, u) has exactly one maximum;
+    a NaN unit (no piece equal to its max) beside a tied unit must not pass for that."""
+    pieces, units = 3, 2
+    z = np.arange(12, dtype="float32").reshape(2, pieces * units)   # piece 2 wins everywhere
+    z[0, 2 * units] = z[0, units] = 50.0                            # unit 0, row 0: pieces 1, 2 tie
+    z[1, 1] = np.nan                                                # unit 1, row 1: NaN
+    y, route = kernels.maxout(z.copy(), np.zeros(pieces * units, "float32"), pieces)
+    assert np.count_nonzero(route) == 3             # 2 single maxima, the tie's first, the NaN none
+    assert route[0, :, 0].tolist() == [False, True, False]
+    assert not route[1, :, 1].any() and np.isnan(y[1, 1])
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_activations(lib, dtype):
     xp, host = lib

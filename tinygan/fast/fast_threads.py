@@ -17,7 +17,11 @@ Off by default until it measures faster on a quiet machine: in isolation the spl
 faster (the update 3.12 -> 2.45 ms, maxout forward 3.8 -> 2.2 ms at batch 1000, issue 25), but
 right after a matrix product OpenBLAS's worker threads keep spinning for a while and compete
 with the second thread, and on a busy machine two threads lose
-(benchmarks/threads_ab.py times both in interleaved blocks).
+(benchmarks/threads_ab.py times both in interleaved blocks). Re-measured for issue 25b on the
+shared 2-core machine (load average 2-3): 2 threads / 1 thread = 1.00 (0.93-1.09, 7 blocks)
+and 1.05 (0.53-1.89, 21 blocks x 3 steps) at batch 1000, 1.08 and 0.96 at batch 100; with
+the machine quieter (load 1.5-1.9, 11 blocks x 3 steps at 1000, x 30 at 100) 1.01 (0.92-1.69)
+and 1.01 (0.23-1.09): no gain at either size, so no size threshold turns it on; it stays off.
 
 CuPy arrays never come here (the GPU runs one kernel).
 """

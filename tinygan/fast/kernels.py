@@ -207,7 +207,9 @@ def maxout(z, b, pieces):
         z3 = zr.reshape(hi - lo, pieces, units)
         z3.max(axis=1, out=yr)
         xp.equal(z3, yr[:, None, :], out=mr)
-        if pieces > 1:                      # ties: keep only the first piece attaining the max
+        if pieces > 1 and not (xp.count_nonzero(mr) == yr.size and not xp.isnan(yr).any()):
+            # ties (one True per (n, u) unless some tie or a NaN has none): keep only the first
+            # piece attaining the max; the check costs less than half of this loop
             taken = mr[:, 0, :].copy()
             for p in range(1, pieces):
                 mr[:, p, :] &= ~taken
@@ -216,16 +218,21 @@ def maxout(z, b, pieces):
     return y, mask
 
 
-def maxout_backward(dy, route, pieces):
-    """Fast form of :func:`reference_maxout_backward`, given the route :func:`maxout` returned."""
+def maxout_backward(dy, route, pieces, out=None):
+    """Fast form of :func:`reference_maxout_backward`, given the route :func:`maxout` returned;
+    into ``out`` (N, P * U) when given."""
     xp, n = array_module(dy), dy.shape[0]
+    if out is None:
+        out = xp.empty((n, pieces * dy.shape[1]), dy.dtype)
     if _on_cupy(dy):
-        dz = xp.empty((n, pieces * dy.shape[1]), dy.dtype)
-        _MAXOUT_BACKWARD(dy, route, pieces, dy.shape[1], dz)
-        return dz
-    dz = xp.empty(route.shape, dy.dtype)
-    fast_threads.run_split(lambda lo, hi: xp.multiply(dy[lo:hi, None, :], route[lo:hi],
-                                                      out=dz[lo:hi]), n, 2 * dz.size)  # THREADS
+        _MAXOUT_BACKWARD(dy, route, pieces, dy.shape[1], out)
+        return out
+    dz = out.reshape(route.shape)
+
+    def rows(lo, hi):                   # [p = k] as 0/1, then * dy: measured 15% faster than
+        xp.copyto(dz[lo:hi], route[lo:hi])     # multiplying by the bool mask (the same bits)
+        xp.multiply(dz[lo:hi], dy[lo:hi, None, :], out=dz[lo:hi])
+    fast_threads.run_split(rows, n, 2 * dz.size)                                         # THREADS
     return dz.reshape(n, -1)
 
 
@@ -342,8 +349,10 @@ def dropout(x, keep_prob, rng, out):
     threshold, scale = keep_threshold(keep_prob), x.dtype.type(scale)
 
     def rows(lo, hi):
-        xp.multiply(bits[lo:hi] < threshold, scale, out=mask[lo:hi])
-        xp.multiply(x[lo:hi], mask[lo:hi], out=out[lo:hi])
+        m = mask[lo:hi]
+        xp.copyto(m, bits[lo:hi] < threshold)       # 0/1, then * scale: measured 15% faster
+        m *= scale                                  # than multiplying the bool array by scale
+        xp.multiply(x[lo:hi], m, out=out[lo:hi])
     fast_threads.run_split(rows, x.shape[0], 3 * x.size)                     # THREADS
     return out, mask
 
@@ -375,10 +384,13 @@ _SGD = Kernel(
     """, _sgd_twin)
 
 
-SLAB = 1 << 16
+SLAB = 1 << 18
 """NumPy runs the optimizers' updates slab by slab, this many elements at a time: a scratch
-of one slab (256 KiB in float32) instead of one as large as the parameters (~0.5 GB for the
-CIFAR-10 model), and each slab of p, v, g stays in cache across the passes."""
+of one slab (1 MiB in float32) instead of one as large as the parameters (~0.5 GB for the
+CIFAR-10 model), and each slab of p, v, g stays in the last-level cache across the passes.
+Measured on the paper's MNIST update (3.7 M parameters, one thread, min of 30 interleaved
+blocks): 2^16 elements 2.65 ms, 2^18 2.28 ms, 2^19 2.21 ms, the whole vector at once 2.84 ms
+(fewer calls per slab against cache reuse; issue 25)."""
 
 
 def scratch_for(p):
@@ -471,3 +483,49 @@ def adam_step_sizes(lr, b1, b2, eps, t):
     """Adam's bias corrections folded into the step: lr_t = lr sqrt(1 - b2^t) / (1 - b1^t),
     eps_t = eps sqrt(1 - b2^t) (the same update as m_hat / (sqrt(v_hat) + eps))."""
     return lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t), eps * math.sqrt(1 - b2 ** t)
+
+
+# --- the step's losses, gradients and statistics from D's logits in one call ---------------------
+def _logistic_grad_numpy(t, e, den, scale, out):
+    """As _logistic_twin's gradient, given e = exp(-|t|) and den = 1 + e: c sigmoid(t) into out."""
+    xp = array_module(t)
+    xp.divide(xp.where(t >= 0, scale, scale * e).astype(t.dtype), den, out=out)
+
+
+def gan_losses(logits, n, objective):
+    """The simultaneous step's losses from D's logits ``logits`` (N, 1) on [real (n rows); fake]:
+    (d_loss, dL_D/dlogits (N, 1), g_loss, dL_G/dl_fake (N - n, 1), mean D(x), mean D(G(z))),
+    bit for bit what losses.discriminator_loss, losses.generator_loss and the sigmoid's means
+    give (tests/test_fast.py). CuPy: four launches of the logistic kernel on views; NumPy:
+    e = exp(-|l|) and 1 + e computed once for every term (the same for l and -l)."""
+    xp = array_module(logits)
+    real, fake = logits[:n], logits[n:]
+    m = fake.size
+    g_sign = -1.0 if objective == "nonsaturating" else 1.0
+    sp, d_grad, sig = xp.empty_like(logits), xp.empty_like(logits), xp.empty_like(logits)
+    g_sp, g_grad = xp.empty_like(fake), xp.empty_like(fake)
+    if _on_cupy(logits):
+        _LOGISTIC(real, -1.0, -0.5 / real.size, sp[:n], d_grad[:n])
+        _LOGISTIC(fake, 1.0, 0.5 / m, sp[n:], d_grad[n:])
+        _LOGISTIC(fake, g_sign, -1.0 / m, g_sp, g_grad)
+        _LOGISTIC(logits, 1.0, 1.0, xp.empty_like(logits), sig)
+    else:
+        e = xp.abs(logits)
+        xp.negative(e, out=e)
+        xp.exp(e, out=e)                              # exp(-|t|) for t = l and t = -l alike
+        den = e + 1
+        neg = xp.negative(logits)                     # t of D's real terms and G's nonsaturating
+        t_d = xp.concatenate([neg[:n], fake])         # t of D's terms (sign -1 real, +1 fake)
+        xp.logaddexp(0, t_d, out=sp)
+        _logistic_grad_numpy(t_d[:n], e[:n], den[:n], -0.5 / real.size, d_grad[:n])
+        _logistic_grad_numpy(fake, e[n:], den[n:], 0.5 / m, d_grad[n:])
+        t_g = neg[n:] if g_sign < 0 else fake
+        if g_sign < 0:
+            xp.logaddexp(0, t_g, out=g_sp)
+        else:
+            g_sp[...] = sp[n:]                        # softplus(l_fake): D's fake term
+        _logistic_grad_numpy(t_g, e[n:], den[n:], -1.0 / m, g_grad)
+        _logistic_grad_numpy(logits, e, den, 1.0, sig)
+    d_loss = 0.5 * (sp[:n].mean() + sp[n:].mean())
+    g_loss = g_sp.mean() if g_sign < 0 else -g_sp.mean()
+    return d_loss, d_grad, g_loss, g_grad, sig[:n].mean(), sig[n:].mean()

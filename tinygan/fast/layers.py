@@ -44,9 +44,10 @@ def linear_backward(layer, x, dz, param_grads, input_grad):
 
 
 class FastLinear(Fast, plain.Linear):
-    def forward(self, x):
+    def forward(self, x, out=None):
+        """y = x W + b, into ``out`` when given."""
         self.x = x
-        y = kernels.matmul(x, self.params["W"])
+        y = kernels.matmul(x, self.params["W"], out=out)
         y += self.params["b"]
         return y
 
@@ -60,9 +61,9 @@ class FastReLU(Fast, plain.ReLU):
         y, self.mask = kernels.relu(x, out=self._out(x))
         return y
 
-    def backward(self, dy, rows=ALL):
-        """dx = dy * [x > 0]."""
-        return dy * self.mask[rows]
+    def backward(self, dy, rows=ALL, out=None):
+        """dx = dy * [x > 0] (into ``out``: may be dy)."""
+        return self.xp.multiply(dy, self.mask[rows], out=out)
 
 
 class FastLeakyReLU(Fast, plain.LeakyReLU):
@@ -70,9 +71,9 @@ class FastLeakyReLU(Fast, plain.LeakyReLU):
         self.scale = self.xp.where(x > 0, 1.0, self.slope).astype(x.dtype)
         return self.xp.multiply(x, self.scale, out=self._out(x))
 
-    def backward(self, dy, rows=ALL):
-        """dx = dy * (1 where x > 0, slope elsewhere)."""
-        return dy * self.scale[rows]
+    def backward(self, dy, rows=ALL, out=None):
+        """dx = dy * (1 where x > 0, slope elsewhere) (into ``out``: may be dy)."""
+        return self.xp.multiply(dy, self.scale[rows], out=out)
 
 
 class FastTanh(Fast, plain.Tanh):
@@ -80,10 +81,10 @@ class FastTanh(Fast, plain.Tanh):
         self.y = self.xp.tanh(x, out=self._out(x))
         return self.y
 
-    def backward(self, dy, rows=ALL):
-        """dx = dy * (1 - y^2)."""
+    def backward(self, dy, rows=ALL, out=None):
+        """dx = dy * (1 - y^2) (into ``out``: may be dy)."""
         y = self.y[rows]
-        return dy * (1 - y * y)
+        return self.xp.multiply(dy, 1 - y * y, out=out)
 
 
 class FastSigmoid(Fast, plain.Sigmoid):
@@ -91,8 +92,8 @@ class FastSigmoid(Fast, plain.Sigmoid):
         self.y = kernels.sigmoid_layer(x, out=self._out(x))
         return self.y
 
-    def backward(self, dy, rows=ALL):
-        """dx = dy * y * (1 - y)."""
+    def backward(self, dy, rows=ALL, out=None):
+        """dx = dy * y * (1 - y) (a new array: ``out`` is ignored, the kernel reads dy late)."""
         return kernels.sigmoid_backward(dy, self.y[rows])
 
 
@@ -107,8 +108,13 @@ class FastMaxout(Fast, plain.Maxout):
         return y
 
     def backward(self, dy, param_grads=True, input_grad=True, rows=ALL):
-        """dz[n, p, u] = dy[n, u] * [p = argmax_p z[n, p, u]], then Linear's backward on dz."""
-        dz = kernels.maxout_backward(dy, self.route[rows], self.pieces)
+        """dz[n, p, u] = dy[n, u] * [p = argmax_p z[n, p, u]], then Linear's backward on dz
+        (dz in a buffer kept per shape: it is consumed here)."""
+        buffers = self.__dict__.setdefault("_dz", {})
+        shape = (dy.shape[0], self.pieces * dy.shape[1])
+        if shape not in buffers or buffers[shape].dtype != dy.dtype:
+            buffers[shape] = self.xp.empty(shape, dy.dtype)
+        dz = kernels.maxout_backward(dy, self.route[rows], self.pieces, out=buffers[shape])
         return linear_backward(self, self.x[rows], dz, param_grads, input_grad)
 
 
@@ -127,9 +133,10 @@ class FastDropout(Fast, plain.Dropout):
         y, self.mask = kernels.dropout(x, self.keep_prob, self.backend.rng, out=self._out(x))
         return y
 
-    def backward(self, dy, rows=ALL):
-        """dx = dy * m / keep_prob (the same mask as forward); identity at test time."""
-        return dy if self.mask is None else dy * self.mask[rows]
+    def backward(self, dy, rows=ALL, out=None):
+        """dx = dy * m / keep_prob (the same mask as forward; into ``out``: may be dy);
+        identity at test time."""
+        return dy if self.mask is None else self.xp.multiply(dy, self.mask[rows], out=out)
 
 
 FAST_FORMS = {plain.Linear: FastLinear, plain.ReLU: FastReLU, plain.LeakyReLU: FastLeakyReLU,

@@ -10,7 +10,7 @@ checkpoints load in either.
 
 from .. import network as plain
 from ..network import ALL
-from .layers import fast_layers
+from .layers import FastLinear, fast_layers
 
 
 class Sequential(plain.Sequential):
@@ -39,6 +39,26 @@ class Sequential(plain.Sequential):
             offset += n
         # whether a layer below layer i has parameters (then dL/dx_i is needed)
         self._params_below = [any(b.params for b in self.layers[:i]) for i in range(len(self.layers))]
+        # the layer that can write forward(x, out=...)'s output: the last one, a Linear, or the
+        # last Linear with only elementwise layers after it that overwrite its output in place
+        last = max(len(self.layers) - 1, 0)
+        while last > 0 and self.layers[last].inplace and not self.layers[last].params:
+            last -= 1
+        self._out_layer = (last if self.layers and isinstance(self.layers[last], FastLinear)
+                           else None)
+
+    def forward(self, x, out=None):
+        """The plain forward; with ``out``, the output written into ``out`` (G's samples into
+        the fake half of D's input buffer): by the last Linear when only in-place layers follow
+        it, else copied there."""
+        if out is None:
+            return super().forward(x)
+        self.batch = x.shape[0]
+        for i, layer in enumerate(self.layers):
+            x = layer.forward(x, out=out) if i == self._out_layer else layer.forward(x)
+        if x is not out:
+            self.backend.xp.copyto(out, x)
+        return out
 
     @property
     def params(self):
@@ -50,15 +70,17 @@ class Sequential(plain.Sequential):
 
     def backward(self, dy, param_grads=True, input_grad=True, rows=ALL):
         """The plain backward, dy covering the rows ``rows`` of the last forward batch only."""
+        owned = False          # dy made inside this pass (not the caller's): overwritten in place
         for i in range(len(self.layers) - 1, -1, -1):
             layer = self.layers[i]
             need_dx = input_grad or self._params_below[i]
             if layer.params:
-                dy = layer.backward(dy, param_grads, need_dx, rows)
+                dx = layer.backward(dy, param_grads, need_dx, rows)
             elif need_dx:
-                dy = layer.backward(dy, rows)
+                dx = layer.backward(dy, rows, out=dy if owned else None)
             else:
                 return None
+            owned, dy = owned or dx is not dy, dx
         return dy
 
     def input_grad(self, dy, rows=ALL):
