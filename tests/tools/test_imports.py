@@ -284,6 +284,9 @@ def test_readme_layout_lists_every_module_and_the_reading_path():
         assert row, f"{m}.py missing from the reading path"
         actual = (PKG / f"{m}.py").read_text().count("\n")
         assert abs(int(row[1]) - actual) <= 0.1 * actual, (m, row[1], actual)
+    total = sum((PKG / f"{m}.py").read_text().count("\n") for m in CORE)
+    said = re.search(r"the plain core, in this order, (\d[\d,]*) lines in all", layout)
+    assert said and abs(int(said[1].replace(",", "")) - total) <= 0.1 * total, (said, total)
     assert "under an hour" in layout
 
 
