@@ -406,7 +406,7 @@ def test_nearest_neighbour_pictures_carry_their_title(tmp_path):
 @pytest.mark.parametrize("argv", [["gradcheck", "--full"], ["evaluate", "{run}", "--samples", "20000"]])
 def test_commands_without_partial_work_stop_in_one_line(tmp_path, fake_data, argv):
     # nothing finished to keep: SIGTERM (as Ctrl-C) stops at once, one line, status 130
-    # (gradcheck --full: tens of seconds, so the signal never arrives after the work is done)
+    # (gradcheck --full: a few seconds, so the signal arrives while it works)
     if "{run}" in argv:
         run = train_run(tmp_path / "run", fake_data)
         argv = [str(run) if a == "{run}" else a for a in argv]
@@ -416,3 +416,24 @@ def test_commands_without_partial_work_stop_in_one_line(tmp_path, fake_data, arg
     assert err.strip().splitlines()[-1] == (f"tinygan {argv[0]}: stopped at once (interrupted); "
                                             "what was finished before is kept")
     assert "Traceback" not in err
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")   # the drop itself
+def test_a_signal_swallowed_by_a_finalizer_still_stops(capsys):
+    """Python drops an exception raised inside a __del__: a SIGTERM whose KeyboardInterrupt
+    lands in a finalizer must still stop the command (130, one line), not let it end with 0."""
+    import os
+    from tinygan.tools import signals
+
+    class Finalizer:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGTERM)        # the handler runs inside __del__
+            for _ in range(1000):                       # bytecode here: the signal is taken
+                pass
+
+    def main(argv):
+        Finalizer()                                    # made and finalized at once
+        return 0
+    assert signals.run_main(main, "demo", [], exiting=False) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == \
+        "demo: stopped at once (interrupted); what was finished before is kept"

@@ -485,7 +485,7 @@ def _parser(prog="python -m tinygan gradcheck"):
                         f"of at most {VERBOSE_MAX} elements")
     p.add_argument("--full", action="store_true",
                    help="also check the paper-size G, D and G through D along random "
-                        "directions (tens of seconds on two CPU cores)")
+                        "directions (a few seconds on two CPU cores)")
     p.add_argument("--fast", action="store_true",
                    help="check the fast path (tinygan/fast: fused kernels, flat buffers) instead "
                         "of the plain core (default: the plain core, what docs/gradients.md derives)")

@@ -49,7 +49,12 @@ class DeferredInterrupt:
         return False
 
 
+_terminated = False           # _terminate ran: a signal asked this process to stop at once
+
+
 def _terminate(signum, frame):
+    global _terminated
+    _terminated = True            # kept: Python drops an exception raised inside a finalizer
     raise KeyboardInterrupt
 
 
@@ -60,14 +65,17 @@ def run_main(main, prog, argv=None, exiting=True):
     and status 130. ``exiting`` (the process ends when ``main`` returns: a script's or the
     console command's entry point): after a signal further ones are ignored, so none arrives
     on the way out; ``exiting=False`` (called in-process) restores the handlers instead."""
-    global _stopping
-    _stopping = False
+    global _stopping, _terminated
+    _stopping = _terminated = False
     old = None
     if threading.current_thread() is threading.main_thread():
         old = signal.signal(signal.SIGTERM, _terminate)
     stopped = False
     try:
-        return main(argv) or 0
+        status = main(argv) or 0
+        if _terminated:           # the KeyboardInterrupt was swallowed (a __del__ it hit): stop
+            raise KeyboardInterrupt
+        return status
     except KeyboardInterrupt:
         stopped = exiting
         if exiting:
