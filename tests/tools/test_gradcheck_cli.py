@@ -45,14 +45,20 @@ THROUGH_D = ["G through D, nonsaturating", "G through D, nonsaturating, real+fak
              "G through D, minimax", "G through D, minimax, real+fake batch"]
 
 
-def test_default_run_checks_every_layer_class_and_passes(capsys):
-    status, out, _ = run(capsys)
+def run_every_check(capsys, *flags):
+    """The command with ``flags``: every layer class and every other check has a passing section."""
+    status, out, _ = run(capsys, *flags)
     assert status == 0, out
     got = verdicts(out)
     for cls in LAYER_CLASSES:
         assert got.get(cls.__name__) == "pass", f"no passing section for {cls.__name__}:\n{out}"
     for title in ["discriminator loss", "generator loss", "G", "D"] + THROUGH_D:
         assert got.get(title) == "pass", title
+    return out
+
+
+def test_default_run_checks_every_layer_class_and_passes(capsys):
+    out = run_every_check(capsys)
     assert "nonsaturating logits" in out and "minimax logits" in out
     assert "all pass" in out.splitlines()[-1]
 
@@ -60,13 +66,7 @@ def test_default_run_checks_every_layer_class_and_passes(capsys):
 def test_fast_run_checks_the_fast_forms_and_passes(capsys):
     """``--fast``: the same checks on the fast path (tinygan/fast), every section passing and
     naming the fast code it ran."""
-    status, out, _ = run(capsys, "--fast")
-    assert status == 0, out
-    got = verdicts(out)
-    for cls in LAYER_CLASSES:
-        assert got.get(cls.__name__) == "pass", f"no passing section for {cls.__name__}:\n{out}"
-    for title in ["discriminator loss", "generator loss", "G", "D"] + THROUGH_D:
-        assert got.get(title) == "pass", title
+    out = run_every_check(capsys, "--fast")
     assert "code: FastLinear.backward in tinygan/fast/layers.py" in out
     assert "code: Sequential.backward in tinygan/fast/network.py" in out
     assert "of the fast path" in out.splitlines()[0]

@@ -49,6 +49,18 @@ THREADS_OK = {"os", "threading", "concurrent"}     # fast_threads alone: its poo
 # no file I/O, argparse, plots or datasets in the core; backend.py alone also takes sys and numpy
 
 
+def imported(node, package):
+    """The absolute module names one import statement names (relative ones resolved in
+    ``package``; ``from . import x`` names ``package.x``)."""
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names]
+    if not node.level:
+        return [node.module]
+    base = package.split(".")[:len(package.split(".")) - node.level + 1]
+    mod = ".".join(base + ([node.module] if node.module else []))
+    return [mod] if node.module else [f"{mod}.{a.name}" for a in node.names]
+
+
 def module_level_imports(path, package):
     """Absolute names of the modules ``path`` imports at module level (outside functions and
     outside an ``if __name__ == "__main__":`` block), relative imports resolved in ``package``."""
@@ -57,16 +69,8 @@ def module_level_imports(path, package):
 
     def visit(nodes):
         for node in nodes:
-            if isinstance(node, ast.Import):
-                out.update(a.name for a in node.names)
-            elif isinstance(node, ast.ImportFrom):
-                if node.level:
-                    base = package.split(".")[:len(package.split(".")) - node.level + 1]
-                    mod = ".".join(base + ([node.module] if node.module else []))
-                    names = [mod] if node.module else [f"{mod}.{a.name}" for a in node.names]
-                    out.update(names)
-                else:
-                    out.add(node.module)
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                out.update(imported(node, package))
             elif isinstance(node, ast.If):
                 test = ast.unparse(node.test)
                 if test not in ('__name__ == "__main__"', "__name__ == '__main__'"):
@@ -125,18 +129,8 @@ def test_core_imports_only_the_core_and_errors(module):
 def all_imports(path, package):
     """Every module ``path`` imports anywhere (inside functions and ``__main__`` blocks too),
     relative imports resolved in ``package``."""
-    out = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            out.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")[:len(package.split(".")) - node.level + 1]
-                mod = ".".join(base + ([node.module] if node.module else []))
-                out.update([mod] if node.module else [f"{mod}.{a.name}" for a in node.names])
-            else:
-                out.add(node.module)
-    return out
+    return {name for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, (ast.Import, ast.ImportFrom)) for name in imported(node, package)}
 
 
 @pytest.mark.parametrize("module", CORE)
